@@ -1,0 +1,76 @@
+"""The contract between the shell and every emulated command (utilities and macOS tools).
+
+A command is `async def tool(p: Proc) -> int`. It reads `p.stdin` (streamed from the SSH channel or a pipe),
+writes bytes or text to `p.stdout` / `p.stderr`, and returns its exit status. It must not touch the host's
+disk except through `p.mac.fs` with permission checks for `p.uid`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from macsim.mac import VirtualMac
+
+
+class Stdin(Protocol):
+    async def read(self, n: int = -1) -> bytes:
+        """Up to n bytes (all until EOF when n < 0); b'' at EOF."""
+        ...
+
+    async def readline(self) -> bytes:
+        """One line including its newline; the rest at EOF without one; b'' at EOF."""
+        ...
+
+
+class Output(Protocol):
+    def write(self, data: bytes | str) -> None: ...
+
+
+@dataclass
+class Session:
+    """What lives as long as one exec request: sudo's cached credentials (keyed by parent, as sudo does
+    without a tty), background state. One per SSH exec."""
+
+    sudo_validated_at: float | None = None
+    vars: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Proc:
+    mac: VirtualMac
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    uid: int  # 0 for root (after sudo), otherwise the SSH user's uid
+    user: str
+    stdin: Stdin
+    stdout: Output
+    stderr: Output
+    session: Session
+
+    @property
+    def name(self) -> str:
+        return self.argv[0].rsplit("/", 1)[-1]
+
+    def err(self, msg: str) -> None:
+        self.stderr.write(msg if msg.endswith("\n") else msg + "\n")
+
+    def out(self, msg: str) -> None:
+        self.stdout.write(msg if msg.endswith("\n") else msg + "\n")
+
+    def path(self, p: str) -> str:
+        """An argument path made absolute against the cwd."""
+        return self.mac.fs.normalize(p, self.cwd)
+
+
+Tool = Callable[[Proc], Awaitable[int]]
+
+
+class Runner(Protocol):
+    """What tools that run other commands (sudo, xargs, sh -c) call back into: the shell."""
+
+    async def run_argv(self, p: Proc) -> int: ...
+
+    async def run_script(self, p: Proc, script: str) -> int: ...

@@ -1,0 +1,5 @@
+"""`security` (placeholder: being built)."""
+
+from macsim.shell.proc import Tool
+
+TOOLS: dict[str, Tool] = {}

@@ -1,0 +1,259 @@
+"""The Mac's file system: a real directory per host, with macOS paths and a Unix permission model.
+
+Files live on disk under the host's root so that SFTP, `shasum` and the tools see real bytes. Ownership is
+kept in a side table (everything is root's unless a non-root user created it), so permission checks do not
+depend on the uid this process runs as.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import posixpath
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT_UID = 0
+# World-writable (sticky) directories, as on macOS.
+STICKY_DIRS = ("/private/tmp", "/private/var/tmp", "/Users/Shared")
+# macOS's top-level symlinks into /private.
+SYMLINKS = {"/tmp": "private/tmp", "/var": "private/var", "/etc": "private/etc"}
+SKELETON = (
+    "/Applications", "/Library/Keychains", "/Library/LaunchDaemons", "/Library/Logs",
+    "/Library/Application Support", "/Library/Receipts", "/System/Library", "/Users/Shared",
+    "/Volumes", "/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/private/tmp",
+    "/private/var/tmp", "/private/var/root", "/private/var/db/receipts", "/private/etc",
+)
+
+
+class VfsError(OSError):
+    """An OSError with a macOS path in it (never the host's real path)."""
+
+    def __init__(self, err: int, path: str) -> None:
+        super().__init__(err, os.strerror(err), path)
+
+
+class VirtualFS:
+    """Maps absolute macOS paths onto `root` and checks permissions for a uid."""
+
+    def __init__(self, root: Path, owners_file: Path | None = None) -> None:
+        self.root = root
+        self._owners_file = owners_file
+        self._owners: dict[str, int] = {}
+        self._lock = threading.Lock()
+        if owners_file and owners_file.exists():
+            self._owners = {k: int(v) for k, v in json.loads(owners_file.read_text()).items()}
+
+    # ---- layout -------------------------------------------------------------------------------
+    def create_skeleton(self, user: str, uid: int) -> None:
+        for d in SKELETON:
+            (self.root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        for d in STICKY_DIRS:
+            os.chmod(self.root / d.lstrip("/"), 0o1777)
+        os.chmod(self.root / "private/var/root", 0o700)
+        for link, target in SYMLINKS.items():
+            p = self.root / link.lstrip("/")
+            if not p.is_symlink():
+                p.symlink_to(target)
+        home = f"/Users/{user}"
+        (self.root / home.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.real(home), 0o755)
+        self.set_owner(home, uid)
+
+    # ---- paths --------------------------------------------------------------------------------
+    @staticmethod
+    def normalize(path: str, cwd: str = "/") -> str:
+        """Absolute, `..`-free macOS path (purely lexical, like the shell's view)."""
+        p = posixpath.normpath(posixpath.join(cwd, path))
+        if p.startswith("//"):
+            p = "/" + p.lstrip("/")
+        return p
+
+    def canonical(self, path: str, cwd: str = "/") -> str:
+        """Resolve symlinks (e.g. /tmp -> /private/tmp) inside the root; never escapes it."""
+        p = self.normalize(path, cwd)
+        parts = [x for x in p.split("/") if x]
+        out: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            cur = "/" + "/".join([*out, part])
+            real = self.root / cur.lstrip("/")
+            if real.is_symlink():
+                hops += 1
+                if hops > 32:
+                    raise VfsError(errno.ELOOP, path)
+                target = os.readlink(real)
+                base = "/" if target.startswith("/") else "/" + "/".join(out)
+                parts = [x for x in self.normalize(target, base).split("/") if x] + parts
+                out = []
+                continue
+            out.append(part)
+        return "/" + "/".join(out)
+
+    def real(self, path: str, cwd: str = "/") -> Path:
+        """The on-disk path for a macOS path (symlinks resolved)."""
+        return self.root / self.canonical(path, cwd).lstrip("/")
+
+    # ---- ownership and permissions --------------------------------------------------------------
+    def owner(self, path: str) -> int:
+        return self._owners.get(self.canonical(path), ROOT_UID)
+
+    def set_owner(self, path: str, uid: int) -> None:
+        c = self.canonical(path)
+        with self._lock:
+            if uid == ROOT_UID:
+                self._owners.pop(c, None)
+            else:
+                self._owners[c] = uid
+            self._save()
+
+    def forget(self, path: str) -> None:
+        """Drop ownership records at and below a removed path."""
+        c = self.canonical(path)
+        with self._lock:
+            for k in [k for k in self._owners if k == c or k.startswith(c + "/")]:
+                del self._owners[k]
+            self._save()
+
+    def moved(self, src: str, dst: str) -> None:
+        s, d = self.canonical(src), self.canonical(dst)
+        with self._lock:
+            for k in [k for k in self._owners if k == s or k.startswith(s + "/")]:
+                self._owners[d + k[len(s):]] = self._owners.pop(k)
+            self._save()
+
+    def _save(self) -> None:
+        if self._owners_file:
+            tmp = self._owners_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._owners))
+            os.replace(tmp, self._owners_file)
+
+    def _mode(self, path: str) -> int:
+        try:
+            return self.real(path).lstat().st_mode
+        except FileNotFoundError:
+            raise VfsError(errno.ENOENT, path) from None
+
+    def _allowed(self, path: str, uid: int, bit: int) -> bool:
+        """bit: 4 read, 2 write, 1 execute/search."""
+        if uid == ROOT_UID:
+            return bit != 1 or stat.S_ISDIR(self._mode(path)) or bool(self._mode(path) & 0o111)
+        mode = self._mode(path)
+        shift = 6 if self.owner(path) == uid else 0
+        return bool(mode & (bit << shift))
+
+    def check_traverse(self, path: str, uid: int) -> None:
+        """Every parent directory must be searchable (x) by uid."""
+        c = self.canonical(path)
+        cur = "/"
+        for part in [x for x in c.split("/") if x][:-1]:
+            cur = posixpath.join(cur, part)
+            if not self.real(cur).exists():
+                raise VfsError(errno.ENOENT, path)
+            if not self._allowed(cur, uid, 1):
+                raise VfsError(errno.EACCES, path)
+
+    def check_read(self, path: str, uid: int) -> None:
+        self.check_traverse(path, uid)
+        if not self.real(path).exists():
+            raise VfsError(errno.ENOENT, path)
+        if not self._allowed(path, uid, 4):
+            raise VfsError(errno.EACCES, path)
+
+    def check_exec(self, path: str, uid: int) -> None:
+        self.check_traverse(path, uid)
+        if not self.real(path).exists():
+            raise VfsError(errno.ENOENT, path)
+        if not self._allowed(path, uid, 1) or self.real(path).is_dir():
+            raise VfsError(errno.EACCES, path)
+
+    def check_create(self, path: str, uid: int) -> None:
+        """May uid create (or replace) an entry at path? Checks the parent directory."""
+        self.check_traverse(path, uid)
+        parent = posixpath.dirname(self.canonical(path)) or "/"
+        if not self.real(parent).is_dir():
+            raise VfsError(errno.ENOENT, path)
+        if not self._allowed(parent, uid, 2):
+            raise VfsError(errno.EACCES, path)
+
+    def check_write(self, path: str, uid: int) -> None:
+        """May uid modify an existing file's content or create it?"""
+        if self.real(path).exists():
+            self.check_traverse(path, uid)
+            if not self._allowed(path, uid, 2):
+                raise VfsError(errno.EACCES, path)
+        else:
+            self.check_create(path, uid)
+
+    def check_remove(self, path: str, uid: int) -> None:
+        """Unlink/rename-away needs write on the parent; sticky parents also need ownership."""
+        self.check_create(path, uid)
+        if uid == ROOT_UID:
+            return
+        parent = posixpath.dirname(self.canonical(path)) or "/"
+        if self._mode(parent) & stat.S_ISVTX and self.owner(path) != uid and self.owner(parent) != uid:
+            raise VfsError(errno.EPERM, path)
+
+    def check_chmod(self, path: str, uid: int) -> None:
+        self.check_traverse(path, uid)
+        if not self.real(path).exists():
+            raise VfsError(errno.ENOENT, path)
+        if uid != ROOT_UID and self.owner(path) != uid:
+            raise VfsError(errno.EPERM, path)
+
+    # ---- convenience used by tools (no permission checks: callers check first) ------------------
+    def exists(self, path: str) -> bool:
+        try:
+            return self.real(path).exists()
+        except VfsError:
+            return False
+
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            return self.real(path).read_bytes()
+        except FileNotFoundError:
+            raise VfsError(errno.ENOENT, path) from None
+        except IsADirectoryError:
+            raise VfsError(errno.EISDIR, path) from None
+
+    def read_text(self, path: str) -> str:
+        return self.read_bytes(path).decode("utf-8", "replace")
+
+    def write_bytes(self, path: str, data: bytes, mode: int | None = None, uid: int = ROOT_UID) -> None:
+        real = self.real(path)
+        new = not real.exists()
+        real.write_bytes(data)
+        if mode is not None:
+            os.chmod(real, mode)
+        if new:
+            self.set_owner(path, uid)
+
+    def write_text(self, path: str, text: str, mode: int | None = None, uid: int = ROOT_UID) -> None:
+        self.write_bytes(path, text.encode(), mode, uid)
+
+    def makedirs(self, path: str, mode: int = 0o755, uid: int = ROOT_UID) -> None:
+        c = self.canonical(path)
+        cur = "/"
+        for part in [x for x in c.split("/") if x]:
+            cur = posixpath.join(cur, part)
+            real = self.root / cur.lstrip("/")
+            if not real.exists():
+                real.mkdir()
+                os.chmod(real, mode)
+                self.set_owner(cur, uid)
+
+    def walk_files(self, path: str) -> Iterator[str]:
+        """Every regular file at or below path, as macOS paths."""
+        base = self.real(path)
+        c = self.canonical(path)
+        if base.is_file():
+            yield c
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            for f in files:
+                yield posixpath.normpath(posixpath.join(c, rel, f))

@@ -1,0 +1,1 @@
+"""The controller: what the operator drives (state, certificates, artifacts, secrets, planning, CLI)."""

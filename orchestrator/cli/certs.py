@@ -1,0 +1,5 @@
+"""`orchestrate certs` (being built)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,5 @@
+"""`orchestrate db` (being built)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,1 @@
+"""The shared record: models, engine, migrations."""
