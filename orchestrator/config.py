@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -17,7 +18,7 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATE_", extra="forbid", toml_file="orchestrate.toml")
 
-    data_dir: Path = default_data_dir()
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None  # default: sqlite:///<data_dir>/macfleet.db
     secret_key_file: Path | None = None  # default: <data_dir>/secret.key
     secret_key: str | None = None  # a Fernet key given directly (env ORCHESTRATE_SECRET_KEY)
