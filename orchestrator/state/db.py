@@ -1,4 +1,10 @@
-"""Engine and sessions. SQLite gets WAL and a busy timeout so several writers (workers) can share it."""
+"""Engine, sessions and schema migrations of the state database.
+
+SQLite (the default, a file under the data directory) gets WAL and a busy timeout so several writers
+(workers, CLI commands) can share it; `postgresql://` URLs are served by psycopg 3. The schema is managed
+by Alembic only: `init_schema` runs `upgrade head` from the revisions shipped in this package, so the
+operator needs no alembic.ini.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +13,134 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlmodel import Session, create_engine
 
 from orchestrator.state import models  # noqa: F401  (registers the tables)
 
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key serializing concurrent `init_schema` calls on one PostgreSQL database
+_MIGRATION_LOCK_KEY = 0x6D6163666C656574  # "macfleet"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is not one this program knows (e.g. written by a newer version)."""
+
+
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy URL for url: `postgresql://` and `postgres://` select psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL points at, or None for other databases and in-memory SQLite."""
+    u = make_url(normalize_url(url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def redacted_url(url: str) -> str:
+    """url with its password masked, for messages and logs."""
+    return make_url(normalize_url(url)).render_as_string(hide_password=True)
+
 
 def create_db_engine(url: str) -> Engine:
-    """An engine for url; SQLite files get WAL, a 30 s busy timeout and foreign keys on."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    """An engine for url. SQLite files get WAL, a 30 s busy timeout and foreign keys on (the parent directory
+    is created); PostgreSQL connections are checked before use."""
+    url = normalize_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return create_engine(url, pool_pre_ping=True)
 
 
-def init_schema(engine: Engine) -> None:
-    """Bring the schema to the newest version (placeholder: create_all until migrations land)."""
-    SQLModel.metadata.create_all(engine)
+def _alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest revision this program ships."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise SchemaError("no migrations found in the package")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None when it has no schema yet."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def write_lock(conn: Connection) -> None:
+    """Take the database-wide write lock for the transaction conn is starting (SQLite `BEGIN IMMEDIATE`;
+    a no-op on PostgreSQL, which locks rows). Call it first in a transaction that reads then writes and
+    must not interleave with another writer (migrations, key rotation)."""
+    if conn.dialect.name == "sqlite" and not conn.in_transaction():
+        # pysqlite opens a transaction only before DML; an explicit BEGIN IMMEDIATE makes the reads and
+        # DDL that follow part of one transaction and waits (busy timeout) for other writers.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def init_schema(engine: Engine) -> str:
+    """Bring the schema to the newest revision (`alembic upgrade head`) and return that revision.
+
+    Safe to call from several processes at once: SQLite serializes on `BEGIN IMMEDIATE`, PostgreSQL on an
+    advisory lock. Raises SchemaError when the database is at a revision this program does not know."""
+    head = head_revision()
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+        else:
+            write_lock(conn)
+        current = MigrationContext.configure(conn).get_current_revision()
+        script = ScriptDirectory.from_config(_alembic_config())
+        if current is not None and current != head and not _known(script, current):
+            raise SchemaError(
+                f"the database is at schema revision {current}, which this version of macfleet does not know "
+                f"(newest known: {head}); upgrade macfleet"
+            )
+        if current != head:
+            command.upgrade(_alembic_config(conn), "head")
+        conn.commit()
+    return head
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except AlembicError:
+        return False
 
 
 @contextmanager

@@ -10,12 +10,50 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+# Named constraints, so later migrations can drop or alter them by name (SQLite batch mode needs names).
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time that reads back timezone-aware in UTC on every database.
+
+    PostgreSQL stores it as `timestamptz`; SQLite keeps no zone, so the value is stored as naive UTC and
+    UTC is attached on the way out. A naive datetime given to it is taken as UTC. Without this, SQLite hands
+    back naive datetimes that cannot be compared with `utcnow()` (lease expiry, for one).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def new_id() -> str:
@@ -62,15 +100,15 @@ class Device(SQLModel, table=True):
     expected_hostname: str | None = None  # inventory field; defaults to name
     reported_hostname: str | None = None  # what the Mac's `hostname` printed at the last fact gathering
     vars_json: str = "{}"
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     # facts and outcome, refreshed by runs
     arch: str | None = None
     macos_version: str | None = None
     installed_version: str | None = Field(default=None, index=True)
     connected: bool | None = None
     facts_json: str | None = None
-    facts_at: datetime | None = None
+    facts_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     last_run_id: str | None = None
     last_outcome: str | None = None
     last_error: str | None = None
@@ -106,8 +144,8 @@ class Secret(SQLModel, table=True):
     kind: str  # pfx | pfx-password | ssh-password | sudo-password
     ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     key_id: str  # fingerprint of the Fernet key that encrypted it (not the key)
-    created_at: datetime = Field(default_factory=utcnow)
-    rotated_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    rotated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class Artifact(SQLModel, table=True):
@@ -119,7 +157,7 @@ class Artifact(SQLModel, table=True):
     filename: str
     size: int
     path: str
-    added_at: datetime = Field(default_factory=utcnow)
+    added_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class CaCertificate(SQLModel, table=True):
@@ -128,11 +166,11 @@ class CaCertificate(SQLModel, table=True):
     sha1: str
     subject: str
     issuer: str
-    not_before: datetime
-    not_after: datetime
+    not_before: datetime = Field(sa_type=UtcDateTime)
+    not_after: datetime = Field(sa_type=UtcDateTime)
     is_self_signed: bool = False
     der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    added_at: datetime = Field(default_factory=utcnow)
+    added_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class ClientCertificate(SQLModel, table=True):
@@ -146,11 +184,11 @@ class ClientCertificate(SQLModel, table=True):
     subject_cn: str | None = None
     san_dns_json: str = "[]"
     issuer: str
-    not_before: datetime
-    not_after: datetime
+    not_before: datetime = Field(sa_type=UtcDateTime)
+    not_after: datetime = Field(sa_type=UtcDateTime)
     pfx_secret_id: str = Field(foreign_key="secret.id")
     password_secret_id: str = Field(foreign_key="secret.id")
-    added_at: datetime = Field(default_factory=utcnow)
+    added_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     active: bool = True
 
 
@@ -162,9 +200,9 @@ class Run(SQLModel, table=True):
     waves_json: str = "[]"
     executor: str = "local"
     created_by: str = ""
-    created_at: datetime = Field(default_factory=utcnow, index=True)
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, index=True)
+    started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     halt_reason: str | None = None
 
 
@@ -179,12 +217,12 @@ class DeviceJob(SQLModel, table=True):
     status: str = Field(default=JobStatus.PENDING, index=True)
     current_step: str | None = None
     lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     attempts: int = 0
     error_type: str | None = None
     error_message: str | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class StepRun(SQLModel, table=True):
@@ -196,8 +234,8 @@ class StepRun(SQLModel, table=True):
     noop_reason: str | None = None
     exit_code: int | None = None
     error_type: str | None = None
-    started_at: datetime = Field(default_factory=utcnow)
-    ended_at: datetime | None = None
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     duration_ms: int | None = None
     output_tail: str | None = None  # redacted
     commands_json: str = "[]"  # argv lists as run (secrets masked)
@@ -213,7 +251,7 @@ class HostKeyPin(SQLModel, table=True):
     public_key: str  # OpenSSH one-line form
     fingerprint_sha256: str
     source: str = "tofu"  # tofu | known_hosts | manual
-    pinned_at: datetime = Field(default_factory=utcnow)
+    pinned_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class DeviceLock(SQLModel, table=True):
@@ -222,12 +260,12 @@ class DeviceLock(SQLModel, table=True):
     device_id: str = Field(foreign_key="device.id", primary_key=True)
     run_id: str = Field(foreign_key="run.id")
     owner: str
-    expires_at: datetime
+    expires_at: datetime = Field(sa_type=UtcDateTime)
 
 
 class AuditEvent(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, index=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, index=True)
     actor: str
     action: str
     params_json: str = "{}"  # redacted: never a secret
