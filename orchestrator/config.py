@@ -1,17 +1,39 @@
-"""Settings: flags > environment (ORCHESTRATE_*) > orchestrate.toml > defaults."""
+"""Settings, from (highest first): flags > environment (`ORCHESTRATE_*`) > `orchestrate.toml` > defaults.
+
+- File: `orchestrate.toml` in the working directory, or the path in `ORCHESTRATE_CONFIG` (which must exist).
+  Sections match the nested settings: `[deploy]`, `[ssh]`, `[waves]`, `[celery]`. Unknown keys are errors,
+  so a typo does not silently fall back to a default.
+- Environment: `ORCHESTRATE_<FIELD>`, nested with a double underscore: `ORCHESTRATE_SSH__CONCURRENCY=50`.
+- Flags: CLI commands pass their options as overrides to `load_settings` (nested as dicts:
+  `{"ssh": {"concurrency": 50}}`); only the keys given override, the rest of a section is kept.
+
+Data directory: `~/.local/share/macfleet` (or `$XDG_DATA_HOME/macfleet`) holds the SQLite database
+(`macfleet.db`), the secret key (`secret.key`) and the artifact store (`artifacts/`).
+"""
 
 from __future__ import annotations
 
+import getpass
 import os
+from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+CONFIG_ENV = "ORCHESTRATE_CONFIG"
+DEFAULT_CONFIG_FILE = "orchestrate.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration file or environment holds a value that cannot be used; the message names it."""
 
 
 def default_data_dir() -> Path:
@@ -20,14 +42,124 @@ def default_data_dir() -> Path:
     return Path(base) / "macfleet"
 
 
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME (some containers)
+        return "operator"
+
+
+def config_file_path() -> Path:
+    """The configuration file read: `$ORCHESTRATE_CONFIG`, else `./orchestrate.toml` (may not exist)."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+class Executor(StrEnum):
+    LOCAL = "local"  # asyncio in this process (the embedded default)
+    CELERY = "celery"  # Celery workers through the broker
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeploySettings(_Section):
+    """Defaults for install/upgrade/reconfigure; a flag or group var overrides them per run."""
+
+    switch: str | None = None
+    """Tachyon Switch as HOST:PORT, several separated by `;` (or `,` on the command line)."""
+    background_url: str | None = None
+    """Background Channel URL(s), e.g. `https://tachyon.acme.local/Background/`."""
+    version: str | None = None
+    """1E Client version to install; None means the newest artifact in the store."""
+    install_method: str = "install.sh"
+    """`install.sh` (the documented script, keeps the conf on upgrade) or `pkg` (pkg + updateconf.sh)."""
+    expected_team_id: str | None = None
+    """When set, `pkgutil --check-signature` must show this Apple team id before installing."""
+    keep_dmg_cache: bool = False
+    """Keep the uploaded DMG in a cache directory on the Mac so the next run skips the upload."""
+    allow_all_apps: bool = False
+    """Import the identity with `-A` (any app may use the key) instead of `-T`: less secure, opt-in."""
+    verify_timeout: float = Field(default=120.0, gt=0)
+    """Seconds to wait for the client's log to show the Switch connection after a (re)start."""
+
+
+class SshSettings(_Section):
+    """The SSH transport: timeouts (seconds), limits and host-key policy."""
+
+    connect_timeout: float = Field(default=15.0, gt=0)
+    """TCP connect plus SSH handshake and login."""
+    command_timeout: float = Field(default=300.0, gt=0)
+    """One remote command."""
+    step_timeout: float = Field(default=1800.0, gt=0)
+    """One workflow step (which may run several commands, e.g. an upload)."""
+    keepalive_interval: float = Field(default=15.0, gt=0)
+    """Seconds between keepalives, so a silent peer fails in bounded time."""
+    keepalive_count_max: int = Field(default=3, ge=1)
+    concurrency: int = Field(default=20, ge=1, le=10_000)
+    """Devices worked on at once (one connection each)."""
+    known_hosts: Path | None = None
+    """An OpenSSH known_hosts file trusted in addition to the keys pinned in the database."""
+    trust_on_first_use: bool = False
+    """Pin an unknown host key on first contact instead of refusing the device. Off by default."""
+    user: str | None = None
+    """Login user when the inventory gives none."""
+    client_keys: list[Path] = Field(default_factory=list)
+    """Private key files to offer (in addition to the agent)."""
+
+
+class WaveSettings(_Section):
+    """Defaults for staged rollouts (upgrade waves)."""
+
+    waves: str = "1,5%,25%,100%"
+    """Wave sizes: counts or percentages of the remaining devices, the last one usually 100%."""
+    max_failures: str = "2%"
+    """Halt the run when failures pass this: a count (`3`) or a percentage of the devices (`2%`)."""
+    pause: float = Field(default=0.0, ge=0)
+    """Seconds to wait between waves (0: go on as soon as a wave is healthy)."""
+
+
+class CelerySettings(_Section):
+    """The Celery driver. Put passwords in the environment, not in the file."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None
+    """None: results are not stored in Celery (the database is the truth)."""
+    task_time_limit: float = Field(default=3600.0, gt=0)
+    worker_concurrency: int = Field(default=8, ge=1)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATE_", extra="forbid", toml_file="orchestrate.toml")
+    """Everything the controller reads from its configuration (see the module docstring for sources)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir)
-    database_url: str | None = None  # default: sqlite:///<data_dir>/macfleet.db
-    secret_key_file: Path | None = None  # default: <data_dir>/secret.key
-    secret_key: str | None = None  # a Fernet key given directly (env ORCHESTRATE_SECRET_KEY)
-    actor: str = os.environ.get("USER", "operator")
+    """Home of the SQLite database, the secret key file and the artifact store."""
+    database_url: str | None = None
+    """`postgresql://user:pass@host/db` selects PostgreSQL (psycopg 3); default `sqlite:///<data_dir>/macfleet.db`."""
+    secret_key_file: Path | None = None
+    """Fernet key file; default `<data_dir>/secret.key`."""
+    secret_key: str | None = Field(default=None, repr=False)
+    """A Fernet key given directly (env `ORCHESTRATE_SECRET_KEY`); wins over the key file."""
+    artifact_dir: Path | None = None
+    """Content-addressed DMG store; default `<data_dir>/artifacts`."""
+    actor: str = Field(default_factory=_default_actor)
+    """Who the audit log names as the operator."""
+    executor: Executor = Executor.LOCAL
+    log_level: str = "WARNING"
+    """Level of the controller's log (DEBUG, INFO, WARNING, ERROR)."""
+    log_file: Path | None = None
+    """Write the log to this file as well as stderr."""
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    waves: WaveSettings = Field(default_factory=WaveSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -38,13 +170,52 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = os.environ.get("ORCHESTRATE_CONFIG", "orchestrate.toml")
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
+        return (init_settings, env_settings, toml)
 
     @property
     def effective_database_url(self) -> str:
+        """The database to use: `database_url`, else the SQLite file in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'macfleet.db'}"
 
     @property
     def effective_secret_key_file(self) -> Path:
         return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def effective_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.data_dir / "artifacts"
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read the settings, with overrides (from CLI flags; None values are ignored) on top.
+
+    Raises ConfigError naming the file and the offending keys when the file is unreadable or a value is
+    invalid, and when `$ORCHESTRATE_CONFIG` names a file that does not exist."""
+    path = config_file_path()
+    if os.environ.get(CONFIG_ENV) and not path.is_file():
+        raise ConfigError(f"{CONFIG_ENV} names {path}, which does not exist")
+    given = _drop_none(dict(overrides or {}))
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid configuration (file {path}, env ORCHESTRATE_*, flags): {problems}"
+        ) from None
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            inner = _drop_none(dict(v))
+            if inner:
+                out[k] = inner
+        elif v is not None:
+            out[k] = v
+    return out

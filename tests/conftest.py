@@ -203,14 +203,17 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def orchestrate_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Isolate a CLI test: no ORCHESTRATE_* from the caller, XDG_DATA_HOME and the config file in tmp_path,
-    and fresh `orchestrator.cli.context` caches. Yields the data directory (`<tmp>/data/macfleet`).
+    and fresh `orchestrator.cli.context` caches. The config file `<tmp_path>/orchestrate.toml` starts empty.
+    Yields the data directory (`<tmp>/data/macfleet`).
 
     Set ORCHESTRATE_DATABASE_URL (monkeypatch.setenv) to run the CLI on the `db_url` database."""
     for var in list(os.environ):
         if var.startswith("ORCHESTRATE_"):
             monkeypatch.delenv(var)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("ORCHESTRATE_CONFIG", str(tmp_path / "orchestrate.toml"))
+    config = tmp_path / "orchestrate.toml"
+    config.write_text("")  # tests write their settings here
+    monkeypatch.setenv("ORCHESTRATE_CONFIG", str(config))
     _clear_cli_caches()
     yield tmp_path / "data" / "macfleet"
     _clear_cli_caches()
