@@ -1,0 +1,236 @@
+"""Uploading a file to a Mac: private directory, temporary name, SHA-256 checked on the Mac, atomic rename.
+
+Order of operations (each a promise the callers rely on):
+1. `remote_dir` exists as a real directory (not a symlink) with mode 0700 (created over SFTP if missing).
+2. If `remote_dir/name` already holds the same SHA-256 (e.g. a DMG left by an earlier run), nothing is sent:
+   `skipped=True`.
+3. Otherwise the bytes go to `.NAME.part-RANDOM` created 0600, asyncssh's default SFTP block size and
+   parallel requests (measured fastest), then `shasum -a 256` runs on the Mac; a different hash removes
+   the temporary file and raises UploadError.
+4. The mode is set and the file is renamed over the final name with posix-rename (atomic). So a dropped
+   connection leaves at most a `.part-` file, never a partial file under the final name; the next attempt
+   removes stale `.part-` files of the same name first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import posixpath
+import secrets
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from workers.ssh.errors import ConnectionLost, TransportError, Unreachable, UploadError
+
+if TYPE_CHECKING:
+    from workers.ssh.connect import Connection
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (bytes sent so far, total bytes) while a file is sent."""
+
+_HASH_CHUNK = 1024 * 1024
+_PART = ".part-"
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """Where the file now is, its SHA-256 (hex), whether the upload was skipped, its size, and how many
+    attempts it took (`upload_with_retry`)."""
+
+    path: str
+    sha256: str
+    skipped: bool
+    bytes: int
+    attempts: int = 1
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\x00" in name or "\n" in name:
+        raise ValueError(f"invalid remote file name {name!r}: a plain name, no '/' or line breaks")
+
+
+def _local_digest(source: Path | bytes) -> tuple[str, int]:
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest(), len(source)
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _lost(conn: Connection, exc: BaseException) -> ConnectionLost:
+    return ConnectionLost(
+        conn.target.host,
+        conn.target.port,
+        f"connection lost during upload: {exc}",
+        "retry the upload (nothing was left under the final name)",
+    )
+
+
+async def remote_sha256(conn: Connection, path: str) -> str | None:
+    """SHA-256 (hex) of a file on the Mac by `shasum -a 256`, or None when shasum cannot read it."""
+    result = await conn.run(["shasum", "-a", "256", path], timeout=max(conn.timeouts.command, 60.0))
+    if result.exit_status != 0:
+        return None
+    # shasum prefixes the line with "\" when the file name needs escaping; the hash is the first word.
+    first = result.stdout.split(b" ", 1)[0].lstrip(b"\\").decode("ascii", "replace").lower()
+    if len(first) != 64 or any(c not in "0123456789abcdef" for c in first):
+        return None
+    return first
+
+
+async def _ensure_private_dir(conn: Connection, sftp: asyncssh.SFTPClient, remote_dir: str) -> None:
+    try:
+        attrs = await sftp.lstat(remote_dir)
+    except asyncssh.SFTPNoSuchFile:
+        await sftp.makedirs(remote_dir, attrs=asyncssh.SFTPAttrs(permissions=0o700))
+    else:
+        if attrs.permissions is None or not stat.S_ISDIR(attrs.permissions):
+            raise UploadError(
+                conn.target.host,
+                conn.target.port,
+                f"{remote_dir} exists and is not a directory (or is a symlink)",
+                "remove it on the Mac or choose another working directory",
+            )
+    await sftp.chmod(remote_dir, 0o700)  # the server's umask applies at creation; make it exact
+
+
+async def _remove_stale_parts(sftp: asyncssh.SFTPClient, remote_dir: str, name: str) -> None:
+    prefix = f".{name}{_PART}"
+    for entry in await sftp.readdir(remote_dir):
+        filename = str(entry.filename)
+        if filename.startswith(prefix):
+            try:
+                await sftp.remove(posixpath.join(remote_dir, filename))
+            except asyncssh.SFTPNoSuchFile:
+                pass
+
+
+async def _send(
+    sftp: asyncssh.SFTPClient, source: Path | bytes, tmp: str, size: int, progress: ProgressCallback | None
+) -> None:
+    # Create the temporary file 0600 first: put() then truncates and fills it, keeping the mode, so the
+    # content is never readable by others even for a moment.
+    async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as fh:
+        if isinstance(source, bytes):
+            await fh.write(source, 0)  # asyncssh splits large writes into parallel requests itself
+    if isinstance(source, bytes):
+        if progress:
+            progress(size, size)
+        return
+    handler = None
+    if progress is not None:
+        callback = progress
+
+        def handler(_src: bytes, _dst: bytes, done: int, total: int) -> None:
+            callback(done, total)
+
+    await sftp.put(str(source), tmp, progress_handler=handler)
+
+
+async def upload(
+    conn: Connection,
+    source: Path | bytes,
+    remote_dir: str,
+    name: str,
+    *,
+    mode: int = 0o600,
+    progress: ProgressCallback | None = None,
+) -> UploadResult:
+    """Place `source` (a local file or bytes) at `remote_dir/name` with `mode`, as described above.
+
+    Raises ConnectionLost (retry: nothing partial under the final name), UploadError (hash mismatch,
+    remote_dir not a directory, SFTP refused), ValueError for a bad name or mode, OSError for an unreadable
+    local file."""
+    _check_name(name)
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"mode {mode:o} is not a permission mode (0-0777)")
+    if isinstance(source, Path):
+        sha, size = await asyncio.to_thread(_local_digest, source)
+    else:
+        sha, size = _local_digest(source)
+    final = posixpath.join(remote_dir, name)
+    try:
+        async with conn.ssh.start_sftp_client() as sftp:
+            await _ensure_private_dir(conn, sftp, remote_dir)
+            try:
+                existing = await sftp.lstat(final)
+            except asyncssh.SFTPNoSuchFile:
+                existing = None
+            if (
+                existing is not None
+                and existing.permissions is not None
+                and stat.S_ISREG(existing.permissions)
+                and existing.size == size
+                and await remote_sha256(conn, final) == sha
+            ):
+                await sftp.chmod(final, mode)
+                return UploadResult(path=final, sha256=sha, skipped=True, bytes=size)
+
+            await _remove_stale_parts(sftp, remote_dir, name)
+            tmp = posixpath.join(remote_dir, f".{name}{_PART}{secrets.token_hex(6)}")
+            await _send(sftp, source, tmp, size, progress)
+            remote = await remote_sha256(conn, tmp)
+            if remote != sha:
+                await sftp.remove(tmp)
+                raise UploadError(
+                    conn.target.host,
+                    conn.target.port,
+                    f"{final}: SHA-256 on the Mac is {remote or 'unreadable'}, expected {sha}",
+                    "the bytes were damaged in transit or the disk is full; retry, check free space",
+                )
+            await sftp.chmod(tmp, mode)
+            await sftp.posix_rename(tmp, final)
+    except (asyncssh.sftp.SFTPConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
+        raise _lost(conn, exc) from None
+    except asyncssh.ChannelOpenError as exc:
+        raise _lost(conn, exc) from None
+    except asyncssh.SFTPError as exc:
+        raise UploadError(
+            conn.target.host,
+            conn.target.port,
+            f"SFTP refused an operation on {final}: {exc.reason}",
+            "check the account's permissions and free space on the Mac",
+        ) from None
+    return UploadResult(path=final, sha256=sha, skipped=False, bytes=size)
+
+
+async def upload_with_retry(
+    reconnect: Callable[[], Awaitable[Connection]],
+    source: Path | bytes,
+    remote_dir: str,
+    name: str,
+    *,
+    mode: int = 0o600,
+    attempts: int = 3,
+    backoff: float = 0.5,
+    progress: ProgressCallback | None = None,
+) -> UploadResult:
+    """`upload` that survives dropped connections: each attempt asks `reconnect()` for a live Connection
+    (the caller reuses or reopens one) and retries on ConnectionLost/Unreachable, sleeping backoff x n.
+
+    Raises the last ConnectionLost/Unreachable after `attempts` tries, or any other TransportError at once."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    last: TransportError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            conn = await reconnect()
+            result = await upload(conn, source, remote_dir, name, mode=mode, progress=progress)
+        except (ConnectionLost, Unreachable) as exc:
+            last = exc
+            if attempt < attempts:
+                await asyncio.sleep(backoff * attempt)
+            continue
+        return UploadResult(result.path, result.sha256, result.skipped, result.bytes, attempts=attempt)
+    assert last is not None
+    raise last
