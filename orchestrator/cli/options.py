@@ -1,0 +1,40 @@
+"""Options every command shares: `--group` (repeatable), `--limit` (globs, repeatable or comma lists),
+`--json`. Use them as parameter annotations:
+
+    def list_(group: GroupOpt = None, limit: LimitOpt = None, json_out: JsonOpt = False) -> None:
+        groups, limits = targets(group, limit)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from inventory import split_patterns
+
+GroupOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--group",
+        "-g",
+        help="Act on the devices of this group and of its child groups (repeat for several).",
+        show_default=False,
+    ),
+]
+LimitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        "-l",
+        help="Only device names matching these glob patterns (repeat, or a comma list); !PATTERN excludes.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+
+def targets(group: list[str] | None, limit: list[str] | None) -> tuple[list[str], list[str]]:
+    """The `--group` names and the `--limit` patterns (comma lists split), ready for `resolve_targets`."""
+    groups = [g.strip() for g in group or [] if g.strip()]
+    return groups, split_patterns(limit or [])
