@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from macsim.keychain import SYSTEM_KEYCHAIN, Keychain
+from macsim.keychain import SYSTEM_KEYCHAIN, Keychain, load_pem_certificates
 from macsim.spec import HostSpec
 from macsim.vfs import VirtualFS
 
@@ -86,6 +86,8 @@ class VirtualMac:
             self._install_tool_stubs()
             self.save_state()
         self.keychain = Keychain(self._read_keychain(), self._write_keychain)
+        for ca_file in spec.trusted_cas:  # as an MDM configuration profile leaves them (idempotent)
+            self.keychain.trust_as_profile(load_pem_certificates(Path(ca_file).read_bytes()))
 
     # ---- identity ---------------------------------------------------------------------------------
     @property
