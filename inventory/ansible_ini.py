@@ -14,6 +14,7 @@ import shlex
 
 from inventory.ansible_common import AnsibleData, build_from_ansible, expand_host_pattern
 from inventory.build import InventoryBuilder, Located
+from inventory.errors import InventoryError
 from inventory.models import Inventory
 
 _SECTION = re.compile(r"^\[([^\]\s]+)\]\s*(?:[#;].*)?$")
@@ -62,7 +63,7 @@ def load_ansible_ini(text: str, file: str = "<inventory>") -> Inventory:
             _host_line(b, data, group, line, lineno)
     if b.problems:
         # Structural problems first: mapping half-read sections would only add noise.
-        raise b.fail(None, "file", f"{len(b.problems)} problem(s) in the INI structure")
+        raise InventoryError(b.problems)
     return build_from_ansible(data, b)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from inventory.ansible_common import AnsibleData, build_from_ansible, expand_host_pattern
 from inventory.build import InventoryBuilder, Located
+from inventory.errors import InventoryError
 from inventory.models import Inventory
 from inventory.yamlmarks import MarkedDict, load_marked
 
@@ -27,7 +28,7 @@ def load_ansible_yaml(text: str, file: str = "<inventory>") -> Inventory:
     for name, body in doc.items():
         _group(b, data, name, doc.line_of(name), body, depth=0)
     if b.problems:
-        raise b.fail(None, "file", f"{len(b.problems)} problem(s) in the YAML structure")
+        raise InventoryError(b.problems)
     return build_from_ansible(data, b)
 
 

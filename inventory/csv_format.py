@@ -11,6 +11,7 @@ import csv
 import io
 
 from inventory.build import HOST_FIELDS, InventoryBuilder, Located, RawHost
+from inventory.errors import InventoryError
 from inventory.models import Inventory
 
 VAR_PREFIX = "vars."
@@ -43,7 +44,7 @@ def load_csv(text: str, file: str = "<inventory>") -> Inventory:
     if "name" not in columns:
         b.problem(1, "name", "the header has no 'name' column")
     if b.problems:
-        raise b.fail(1, "header", "fix the header row first")
+        raise InventoryError(b.problems)
     line = reader.line_num + 1
     while True:
         try:
