@@ -1,5 +1,534 @@
-"""`orchestrate certs` (being built)."""
+"""`orchestrate certs`: CA certificates, devices' client PFX files, the fleet check, the CA profile and
+lab issuing. Thin adapters over `orchestrator.certs`.
+
+Exit codes: 2 for bad input (unreadable file, bad option, missing secret key), 1 when something was refused
+or a device's certificate is not usable.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from sqlmodel import Session
 
-app = typer.Typer(no_args_is_help=True)
+from orchestrator import audit
+from orchestrator.certs import issue as lab
+from orchestrator.certs import store
+from orchestrator.certs.checks import CertVerdict
+from orchestrator.certs.pfx import PfxError
+from orchestrator.certs.profile import build_profile
+from orchestrator.certs.x509info import CertFacts, CertificateLoadError, load_certificates
+from orchestrator.cli import context
+from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.console import Console
+from orchestrator.secrets import SecretBox, SecretError
+from orchestrator.state.db import session_scope
+from orchestrator.state.models import utcnow
+
+app = typer.Typer(no_args_is_help=True, help="Certificates: CAs, devices' client PFX files, checks, profile.")
+ca_app = typer.Typer(
+    no_args_is_help=True, help="Known CA certificates (the trust anchors of client certificates)."
+)
+app.add_typer(ca_app, name="ca")
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+WarnDaysOpt = Annotated[
+    int, typer.Option("--warn-days", min=0, help="Warn when a certificate expires within this many days.")
+]
+
+
+def _day(d: datetime) -> str:
+    return d.strftime("%Y-%m-%d")
+
+
+@contextmanager
+def _errors(console: Console) -> Iterator[None]:
+    """Bad input → message and exit 2; refusals of the store → message and exit 1."""
+    try:
+        yield
+    except (CertificateLoadError, lab.IssueError, SecretError, OSError) as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (store.CertStoreError, PfxError, ValueError) as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _audit(action: str, params: dict[str, Any], outcome: str = "ok") -> None:
+    with session_scope(context.engine()) as s:
+        audit.record(s, context.settings().actor, action, params, outcome)
+
+
+def _vault(console: Console) -> store.BoxVault:
+    """The secret store with the operator's key; exit 2 with the secrets module's message without one."""
+    try:
+        box = SecretBox.from_settings(context.settings())
+    except SecretError as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    return store.BoxVault(box)
+
+
+def _facts_json(f: CertFacts) -> dict[str, Any]:
+    return f.to_json()
+
+
+# ---------------------------------------------------------------- ca
+
+
+@ca_app.command("add")
+def ca_add(
+    files: Annotated[list[Path], typer.Argument(help="PEM or DER certificates, PEM bundles, PKCS#7 files.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Register CA certificates (bundles are split; each certificate is stored once, by SHA-256)."""
+    console = Console(json_mode=json_out)
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for path in files:
+        try:
+            certs = load_certificates(path.read_bytes(), str(path))
+        except (CertificateLoadError, OSError) as e:
+            console.error(str(e) if isinstance(e, CertificateLoadError) else f"{path}: {e.strerror}")
+            failed.append(str(path))
+            continue
+        with session_scope(context.engine()) as s:
+            added = store.add_cas(s, certs)
+        for a in added:
+            if not a.facts.is_ca:
+                console.warning(
+                    f"{path}: {a.facts.subject} is not a CA certificate (basicConstraints CA:FALSE)"
+                )
+            results.append({"file": str(path), "created": a.created, **_facts_json(a.facts)})
+    _audit(
+        "certs.ca.add",
+        {"files": [str(f) for f in files], "sha256": [r["sha256"] for r in results], "failed": failed},
+        "ok" if not failed else "partial",
+    )
+    if json_out:
+        console.json({"certificates": results, "failed": failed})
+    else:
+        for r in results:
+            verb = "added" if r["created"] else "already known"
+            console.success(f"{verb}: {r['subject']}")
+            console.info(f"  issuer:   {r['issuer']}")
+            console.info(f"  valid:    {r['not_before'][:10]} → {r['not_after'][:10]}")
+            console.info(f"  SHA-1:    {r['sha1']}")
+            console.info(f"  SHA-256:  {r['sha256']}")
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@ca_app.command("list")
+def ca_list(json_out: JsonOpt = False) -> None:
+    """List the known CA certificates."""
+    console = Console(json_mode=json_out)
+    with session_scope(context.engine()) as s:
+        rows = store.list_cas(s)
+    data: list[dict[str, Any]] = [
+        {
+            "id": r.id,
+            "subject": r.subject,
+            "issuer": r.issuer,
+            "not_before": r.not_before.isoformat(),
+            "not_after": r.not_after.isoformat(),
+            "self_signed": r.is_self_signed,
+            "sha1": r.sha1,
+            "sha256": r.sha256,
+        }
+        for r in rows
+    ]
+    if json_out:
+        console.json(data)
+        return
+    if not data:
+        console.info("no CA certificates (add them with `orchestrate certs ca add FILE`)")
+        return
+    console.table(
+        f"{len(data)} CA certificate{'s' if len(data) != 1 else ''}",
+        ["subject", "issuer", "not after", "root", "SHA-256"],
+        [
+            [d["subject"], d["issuer"], d["not_after"][:10], "yes" if d["self_signed"] else "no", d["sha256"]]
+            for d in data
+        ],
+    )
+
+
+# ---------------------------------------------------------------- client PFX
+
+
+def _read_password(
+    console: Console, password_file: Path | None, password_env: str | None, prompt: bool
+) -> tuple[bytes, str]:
+    """The PFX password and where it came from ("file", "env", "prompt"). Exit 2 unless exactly one source."""
+    given = [x for x in (password_file is not None, password_env is not None, prompt) if x]
+    if len(given) != 1:
+        console.error(
+            "give the PFX password with exactly one of --password-file F, --password-env VAR, --prompt"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if password_file is not None:
+        try:
+            raw = password_file.read_bytes()
+        except OSError as e:
+            console.error(f"{password_file}: {e.strerror}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        # one trailing newline is the file's, not the password's
+        return raw.removesuffix(b"\n").removesuffix(b"\r"), "file"
+    if password_env is not None:
+        value = os.environ.get(password_env)
+        if value is None:
+            console.error(f"environment variable {password_env} is not set")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return value.encode("utf-8"), "env"
+    return getpass.getpass("PFX password: ").encode("utf-8"), "prompt"
+
+
+def _verdict_json(v: CertVerdict) -> dict[str, Any]:
+    return v.to_json()
+
+
+@app.command("add")
+def add(
+    files: Annotated[list[Path], typer.Argument(help="PKCS#12 files (.pfx/.p12), one per device.")],
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="A file holding the PFX password (one line).")
+    ] = None,
+    password_env: Annotated[
+        str | None, typer.Option("--password-env", help="An environment variable holding the PFX password.")
+    ] = None,
+    prompt: Annotated[bool, typer.Option("--prompt", help="Ask for the PFX password.")] = False,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Map the PFX to this device (its name is still checked).")
+    ] = None,
+    warn_days: WarnDaysOpt = 30,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open each PFX for real, map it to its device by host name, check it, and store it encrypted."""
+    console = Console(json_mode=json_out)
+    password, source = _read_password(console, password_file, password_env, prompt)
+    vault = _vault(console)
+    now = utcnow()
+    results: list[dict[str, Any]] = []
+    problems = 0
+    for path in files:
+        entry: dict[str, Any] = {"file": str(path), "stored": False}
+        try:
+            data = path.read_bytes()
+            with session_scope(context.engine()) as s:
+                r = store.import_pfx(
+                    s, vault, data, password, str(path), now=now, warn_days=warn_days, device_name=device
+                )
+                entry.update(_import_json(r))
+                _record_import(s, path, r, source, password_file, password_env)
+        except (PfxError, store.CertStoreError, OSError) as e:
+            msg = str(e) if not isinstance(e, OSError) else f"{path}: {e.strerror}"
+            entry["error"] = msg
+            problems += 1
+            console.error(msg)
+            _audit(
+                "certs.add",
+                {"file": str(path), "password_source": source, "device": device, "error": type(e).__name__},
+                "error",
+            )
+            results.append(entry)
+            continue
+        results.append(entry)
+        if not r.verdict.usable:
+            problems += 1
+        _show_import(console, r)
+    if json_out:
+        console.json(results)
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _import_json(r: store.PfxImport) -> dict[str, Any]:
+    return {
+        "stored": True,
+        "unchanged": r.unchanged,
+        "device": r.device.name,
+        "expected_hostname": r.device.target_hostname,
+        "certificate_id": r.row.id,
+        "subject": r.row.subject,
+        "sha1": r.row.sha1,
+        "sha256": r.row.sha256,
+        "not_after": r.row.not_after.isoformat(),
+        "verdict": _verdict_json(r.verdict),
+        "algorithms": r.algorithms.to_json() if r.algorithms else None,
+        "chain_known": r.chain_known,
+        "chain_unknown": [{"subject": c.subject, "sha256": c.sha256} for c in r.chain_unknown],
+    }
+
+
+def _record_import(
+    s: Session,
+    path: Path,
+    r: store.PfxImport,
+    source: str,
+    password_file: Path | None,
+    password_env: str | None,
+) -> None:
+    params: dict[str, Any] = {
+        "file": str(path),
+        "device": r.device.name,
+        "certificate_id": r.row.id,
+        "sha1": r.row.sha1,
+        "status": str(r.verdict.status),
+        "password_source": source,
+        "password_file": str(password_file) if password_file else None,
+        "password_env": password_env,
+    }
+    audit.record(s, context.settings().actor, "certs.add", params, "ok" if r.verdict.usable else "warning")
+
+
+def _show_import(console: Console, r: store.PfxImport) -> None:
+    v = r.verdict
+    head = f"{r.source} → {r.device.name} ({r.row.subject}, valid until {_day(r.row.not_after)})"
+    if r.unchanged:
+        head += ", already stored"
+    if v.usable:
+        console.success(f"{head}: {v.status}")
+        if str(v.status) != "ok":
+            console.warning(f"{r.device.name}: {v.reason}")
+    else:
+        console.info(f"stored {head}")
+        console.error(f"{r.device.name}: {v.status}: {v.reason}")
+    for f in v.findings[1:]:
+        console.warning(f"{r.device.name}: also {f.status}: {f.reason}")
+    for c in r.chain_unknown:
+        console.warning(
+            f"{r.source} carries CA {c.subject!r} (SHA-256 {c.sha256}) that is not a known CA; "
+            "register it with `orchestrate certs ca add` if you trust it"
+        )
+    if r.algorithms is not None and not r.algorithms.macos_compatible:
+        console.info(
+            f"  note: {r.source} uses {', '.join(r.algorithms.key_ciphers)} / MAC {r.algorithms.mac}, "
+            "which macOS refuses; it is re-wrapped with 3DES + SHA-1 when sent to the Mac"
+        )
+
+
+@app.command("list")
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="Include replaced (inactive) certificates.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the devices' client certificates."""
+    console = Console(json_mode=json_out)
+    with session_scope(context.engine()) as s:
+        rows = store.list_client_certs(s, include_inactive=all_)
+    data: list[dict[str, Any]] = [
+        {
+            "id": c.id,
+            "device": d.name,
+            "subject": c.subject,
+            "issuer": c.issuer,
+            "not_before": c.not_before.isoformat(),
+            "not_after": c.not_after.isoformat(),
+            "sha1": c.sha1,
+            "sha256": c.sha256,
+            "active": c.active,
+            "added_at": c.added_at.isoformat(),
+        }
+        for c, d in rows
+    ]
+    if json_out:
+        console.json(data)
+        return
+    if not data:
+        console.info("no client certificates (add PFX files with `orchestrate certs add`)")
+        return
+    console.table(
+        f"{len(data)} client certificate{'s' if len(data) != 1 else ''}",
+        ["device", "subject", "not after", "SHA-1", "active"],
+        [
+            [d["device"], d["subject"], d["not_after"][:10], d["sha1"], "yes" if d["active"] else "no"]
+            for d in data
+        ],
+    )
+
+
+@app.command("check")
+def check(
+    group: GroupOpt = None,
+    limit: LimitOpt = None,
+    warn_days: WarnDaysOpt = 30,
+    json_out: JsonOpt = False,
+) -> None:
+    """One row a device: its certificate's status against its host name and the known CAs.
+
+    Exits 1 when any device's certificate is not usable (expiring soon is a warning, not a failure).
+    """
+    from orchestrator import inventory_store
+
+    console = Console(json_mode=json_out)
+    groups, limits = targets(group, limit)
+    vault = _vault(console)
+    now = utcnow()
+    with _errors(console), session_scope(context.engine()) as s:
+        devices = inventory_store.resolve_targets(s, groups, limits)
+        checks = store.check_devices(s, vault, devices, now, warn_days)
+        data = [
+            {
+                "device": c.device.name,
+                "hostname": c.device.target_hostname,
+                "certificate_id": c.cert.id if c.cert else None,
+                "sha1": c.cert.sha1 if c.cert else None,
+                "not_after": c.cert.not_after.isoformat() if c.cert else None,
+                **_verdict_json(c.verdict),
+            }
+            for c in checks
+        ]
+        bad = [c.device.name for c in checks if not c.verdict.usable]
+        audit.record(
+            s,
+            context.settings().actor,
+            "certs.check",
+            {
+                "groups": groups,
+                "limits": limits,
+                "devices": len(checks),
+                "not_ok": bad,
+                "warn_days": warn_days,
+            },
+            "ok" if not bad else "failed",
+        )
+    if json_out:
+        console.json(data)
+    elif not data:
+        console.info("no devices selected")
+    else:
+        console.table(
+            f"certificates of {len(data)} device{'s' if len(data) != 1 else ''}",
+            ["device", "host name", "status", "reason", "not after"],
+            [
+                [d["device"], d["hostname"], d["status"], d["reason"], (d["not_after"] or "")[:10]]
+                for d in data
+            ],
+        )
+    if bad:
+        if not json_out:
+            console.error(f"{len(bad)} device(s) without a usable certificate: {', '.join(bad)}")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("profile")
+def profile(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the .mobileconfig.")],
+    ca: Annotated[
+        list[str] | None,
+        typer.Option("--ca", help="SHA-256 (or 8+ character prefix) of a known CA; default: all."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write an unsigned configuration profile that trusts the CA certificates (install it by MDM or by hand
+    where `security add-trusted-cert` is refused over SSH)."""
+    console = Console(json_mode=json_out)
+    with _errors(console):
+        with session_scope(context.engine()) as s:
+            certs = store.ca_certificates(s, ca or ())
+        data = build_profile(certs)
+        out.write_bytes(data)
+    _audit("certs.profile", {"out": str(out), "ca": ca or "all", "certificates": len(certs)})
+    if json_out:
+        console.json({"out": str(out), "certificates": len(certs)})
+    else:
+        console.success(f"wrote {out} with {len(certs)} CA certificate(s)")
+
+
+@app.command("issue")
+def issue(
+    ca_cert: Annotated[Path, typer.Option("--ca-cert", help="The lab CA certificate (PEM or DER).")],
+    ca_key: Annotated[
+        Path, typer.Option("--ca-key", help="The lab CA's private key (unencrypted PEM or DER).")
+    ],
+    group: GroupOpt = None,
+    limit: LimitOpt = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Validity of the issued certificates.")] = 397,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write <device>.pfx files here.")] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option("--password-file", help="PFX password for the written files (default: random)."),
+    ] = None,
+    no_import: Annotated[
+        bool, typer.Option("--no-import", help="Only write the files; do not store them.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Lab only: issue one client identity per device (CN = SAN = its host name, EKU clientAuth, KU
+    digitalSignature + keyEncipherment, chain included) from a lab CA, and store them."""
+    from orchestrator import inventory_store
+    from orchestrator.certs.pfx import one_time_password
+
+    console = Console(json_mode=json_out)
+    if no_import and out is None:
+        console.error("--no-import needs --out (otherwise nothing would be kept)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if no_import and password_file is None:
+        console.error("--no-import needs --password-file (a random password would be lost)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    groups, limits = targets(group, limit)
+    with _errors(console):
+        certs = load_certificates(ca_cert.read_bytes(), str(ca_cert))
+        key = lab.load_ca_key(ca_key.read_bytes(), str(ca_key))
+        lab.check_ca_pair(certs[0], key)
+        fixed = None
+        if password_file is not None:
+            fixed = password_file.read_bytes().removesuffix(b"\n").removesuffix(b"\r")
+            if not fixed:
+                raise ValueError(f"{password_file}: the password is empty")
+        vault = None if no_import else _vault(console)
+        with session_scope(context.engine()) as s:
+            devices = inventory_store.resolve_targets(s, groups, limits)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        now = utcnow()
+        issued: list[dict[str, Any]] = []
+        for dev in devices:
+            pw = fixed or one_time_password()
+            data = lab.issue_client_pfx(certs[0], key, dev.target_hostname, pw, now, days, chain=certs)
+            entry: dict[str, Any] = {"device": dev.name, "hostname": dev.target_hostname}
+            if out is not None:
+                dest = out / f"{dev.name}.pfx"
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                entry["file"] = str(dest)
+            if vault is not None:
+                with session_scope(context.engine()) as s:
+                    r = store.import_pfx(
+                        s, vault, data, pw, f"issued for {dev.name}", now=now, device_name=dev.name
+                    )
+                    entry.update(_import_json(r))
+            issued.append(entry)
+    _audit(
+        "certs.issue",
+        {
+            "groups": groups,
+            "limits": limits,
+            "ca_cert": str(ca_cert),
+            "ca_key_file": str(ca_key),
+            "days": days,
+            "out": str(out) if out else None,
+            "imported": not no_import,
+            "devices": [e["device"] for e in issued],
+        },
+    )
+    if json_out:
+        console.json(issued)
+        return
+    for e in issued:
+        where = f" → {e['file']}" if "file" in e else ""
+        stored = ", stored" if e.get("stored") else ""
+        console.success(f"{e['device']}: CN={e['hostname']}{where}{stored}")
+    if not issued:
+        console.info("no devices selected")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import certmaterial as m
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -21,6 +20,7 @@ from orchestrator.certs.pfx import (
     rewrap_for_macos,
 )
 from orchestrator.certs.x509info import CertificateLoadError, describe, load_certificates
+from tests.orchestrator.certs import certmaterial as m
 
 PW = b"s3cret-Canary-4711"
 
