@@ -1,0 +1,103 @@
+"""Masking of known secret values in text meant for people: transcripts, step output tails, logs.
+
+A `Redactor` is given the secret values in play (a PFX password, a sudo password) and replaces each, in the
+forms it commonly takes on its way into text, with `***`: the raw value, shell-quoted (`shlex.quote`),
+JSON-escaped, URL-quoted, and base64 (standard and URL-safe, with and without padding).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import shlex
+from collections.abc import Iterable
+from urllib.parse import quote
+
+MASK = "***"
+
+
+def _forms(value: str) -> set[str]:
+    """The encodings under which value may show up in text."""
+    raw = value.encode("utf-8", "surrogateescape")
+    b64 = base64.b64encode(raw).decode("ascii")
+    b64u = base64.urlsafe_b64encode(raw).decode("ascii")
+    forms = {
+        value,
+        shlex.quote(value),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        quote(raw, safe=""),
+        b64,
+        b64.rstrip("="),
+        b64u,
+        b64u.rstrip("="),
+    }
+    return {f for f in forms if f}
+
+
+class Redactor:
+    """Replaces registered secret values (and their common encodings) by `***`.
+
+    Values of any length are masked (a short password makes transcripts ugly, not public). Longer forms are
+    replaced first, so a value that contains another one is masked whole."""
+
+    def __init__(self, values: Iterable[str | bytes] = (), mask: str = MASK) -> None:
+        self.mask = mask
+        self._forms: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._bpattern: re.Pattern[bytes] | None = None
+        for v in values:
+            self.add(v)
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._forms)} forms)"  # never the values
+
+    def add(self, value: str | bytes) -> None:
+        """Register a secret value; bytes are read as UTF-8 (undecodable bytes kept as they are)."""
+        text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        if not text:
+            return
+        self._forms |= _forms(text)
+        ordered = sorted(self._forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
+        self._bpattern = re.compile(
+            b"|".join(re.escape(f.encode("utf-8", "surrogateescape")) for f in ordered)
+        )
+
+    def redact(self, text: str) -> str:
+        """text with every registered value masked."""
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(self.mask, text)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """data (e.g. raw command output) with every registered value masked."""
+        if self._bpattern is None or not data:
+            return data
+        return self._bpattern.sub(self.mask.encode(), data)
+
+    def logging_filter(self) -> logging.Filter:
+        """A filter for logging *handlers* (logger filters do not see records from child loggers) that masks
+        the message, its arguments and any exception text."""
+        return _RedactingFilter(self)
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor.redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redactor.redact(text)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact(record.stack_info)
+        return True
