@@ -158,7 +158,7 @@ def _wait_banner(process: subprocess.Popen[bytes], port: int, timeout: float) ->
 def start_sshd(base: Path) -> Sshd:
     """Start sshd with everything under `base` (created, and removed again by `stop`).
 
-    Raises SshdMissing when /usr/sbin/sshd is absent, RuntimeError (with sshd's log) when it will not start."""
+    Raises SshdMissing when sshd is absent, RuntimeError (with sshd's log) when it will not start."""
     if not SSHD.is_file():
         raise SshdMissing(
             f"{SSHD} not found: run scripts/setup (as root it installs openssh-server) — the transport "
@@ -170,7 +170,9 @@ def start_sshd(base: Path) -> Sshd:
         _PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     base.mkdir(parents=True, exist_ok=True)
     host_keys = {
-        "ssh-ed25519": _write_key(asyncssh.generate_private_key("ssh-ed25519"), base / "ssh_host_ed25519_key"),
+        "ssh-ed25519": _write_key(
+            asyncssh.generate_private_key("ssh-ed25519"), base / "ssh_host_ed25519_key"
+        ),
         "ecdsa-sha2-nistp256": _write_key(
             asyncssh.generate_private_key("ecdsa-sha2-nistp256"), base / "ssh_host_ecdsa_key"
         ),
@@ -184,7 +186,9 @@ def start_sshd(base: Path) -> Sshd:
     for _attempt in range(3):  # the probed port may be taken before sshd binds it
         port = _free_port()
         config.write_text(
-            _config(base, port, [base / "ssh_host_ed25519_key", base / "ssh_host_ecdsa_key"], authorized, as_root)
+            _config(
+                base, port, [base / "ssh_host_ed25519_key", base / "ssh_host_ecdsa_key"], authorized, as_root
+            )
         )
         with log.open("ab") as logf:
             process = subprocess.Popen(

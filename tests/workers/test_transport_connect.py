@@ -25,7 +25,9 @@ from workers.ssh import (
 
 
 def _fresh_public_line() -> str:
-    return asyncssh.generate_private_key("ssh-ed25519").convert_to_public().export_public_key().decode().strip()
+    return (
+        asyncssh.generate_private_key("ssh-ed25519").convert_to_public().export_public_key().decode().strip()
+    )
 
 
 async def test_pinned_key_connects_and_reports_the_key(
@@ -158,7 +160,9 @@ async def test_password_refused_is_auth_failed_and_not_echoed(
     assert "canary-pw-3141" not in repr(SshAuth(password=b"canary-pw-3141"))
 
 
-async def test_missing_key_file_is_auth_failed(target: SshTarget, pinned: HostKeyPolicy, tmp_path: Path) -> None:
+async def test_missing_key_file_is_auth_failed(
+    target: SshTarget, pinned: HostKeyPolicy, tmp_path: Path
+) -> None:
     with pytest.raises(AuthFailed, match="cannot read private key"):
         await connect(target, pinned, SshAuth(key_files=(tmp_path / "nope",)))
 
@@ -190,7 +194,9 @@ async def test_silent_server_is_unreachable_within_the_connect_timeout(
         port = s.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(Unreachable, match="no answer within"):
-            await connect(SshTarget("127.0.0.1", "nobody", port), pinned, auth, Timeouts(connect=0.5, login=5))
+            await connect(
+                SshTarget("127.0.0.1", "nobody", port), pinned, auth, Timeouts(connect=0.5, login=5)
+            )
         assert time.monotonic() - started < 3
 
 

@@ -173,12 +173,22 @@ async def _feed(process: asyncssh.SSHClientProcess[bytes], data: bytes | None) -
         pass  # the command exited without reading all its input: its exit status tells the story
 
 
-def _kill(process: asyncssh.SSHClientProcess[bytes]) -> None:
-    """Signal the remote command (OpenSSH honours "signal" requests) and close the channel."""
-    try:
-        process.send_signal("KILL")
-    except (OSError, asyncssh.Error, ValueError):
-        pass
+async def _kill(process: asyncssh.SSHClientProcess[bytes], grace: float = 0.5) -> None:
+    """Stop the remote command: TERM (sudo relays it to a root command), KILL after `grace`, then close.
+
+    OpenSSH (7.9+) honours "signal" requests for sessions of non-root accounts — the macOS case; for a
+    root login it refuses them (the session runs in the privsep monitor), and closing the channel is all
+    that is left."""
+    for name in ("TERM", "KILL"):
+        try:
+            process.send_signal(name)
+        except (OSError, asyncssh.Error, ValueError):
+            break
+        try:
+            await asyncio.wait_for(process.wait_closed(), timeout=grace)
+            break
+        except TimeoutError:
+            continue
     process.close()
 
 
@@ -214,7 +224,7 @@ async def execute(
             completed = await process.wait()
     except TimeoutError:
         if process is not None:
-            _kill(process)
+            await _kill(process)
         raise CommandTimeout(host, port, argv, timeout, bytes(stdout), bytes(stderr)) from None
     except (asyncssh.DisconnectError, asyncssh.ChannelOpenError, BrokenPipeError, ConnectionError) as exc:
         raise ConnectionLost(
