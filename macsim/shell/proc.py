@@ -49,6 +49,7 @@ class Proc:
     stdout: Output
     stderr: Output
     session: Session
+    runner: Runner | None = None  # the shell, for tools that run commands (sudo, xargs, env, sh -c)
 
     @property
     def name(self) -> str:

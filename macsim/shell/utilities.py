@@ -1,5 +1,13 @@
-"""POSIX utilities and system-information tools (placeholder: being built)."""
+"""Every POSIX utility and system-information tool the shell provides, by command name."""
 
+from macsim.shell import fileutils, procutils, sudo, sysinfo, testcmd, textutils
 from macsim.shell.proc import Tool
 
-TOOLS: dict[str, Tool] = {}
+TOOLS: dict[str, Tool] = {
+    **textutils.TOOLS,
+    **fileutils.TOOLS,
+    **procutils.TOOLS,
+    **sysinfo.TOOLS,
+    **testcmd.TOOLS,
+    **sudo.TOOLS,
+}
