@@ -19,6 +19,7 @@ import time
 
 from macsim.client1e import launchd, paths, receipts
 from macsim.client1e.pkg import Package, PkgError, read_pkg, read_pkg_info
+from macsim.mac import VirtualMac
 from macsim.shell.proc import Proc
 from macsim.vfs import VfsError
 
@@ -121,26 +122,7 @@ async def install(p: Proc, pkg_arg: str, target: str, verbose: bool = False) -> 
         # preinstall: a running client is booted out so its binary can be replaced (see module docstring)
         if pkg.identifier == paths.PKG_ID and launchd.job(mac, paths.LABEL) is not None:
             launchd.unload(mac, paths.LABEL)
-        base = pkg.install_location
-        for e in pkg.entries:
-            dest = posixpath.join(base, e.path)
-            if e.data is None:
-                mac.fs.makedirs(dest, mode=e.mode)
-            else:
-                mac.fs.makedirs(posixpath.dirname(dest))
-                mac.fs.write_bytes(dest, e.data, mode=e.mode)
-                mac.fs.set_owner(dest, 0)
-        receipts.write_receipt(
-            mac.fs,
-            receipts.Receipt(
-                pkg_id=pkg.identifier,
-                version=pkg.version,
-                prefix=base.strip("/") or "/",
-                install_time=int(time.time()),
-                package_file=posixpath.basename(pkg_arg),
-                entries=[receipts.BomEntry(e.path, e.is_dir, e.mode) for e in pkg.entries],
-            ),
-        )
+        apply_package(mac, pkg, posixpath.basename(pkg_arg))
         mac.save_state()
     if verbose:
         p.out("installer:PHASE:Running package scripts\u2026")
@@ -151,3 +133,28 @@ async def install(p: Proc, pkg_arg: str, target: str, verbose: bool = False) -> 
         p.out("installer:%100.0")
     p.out("installer: The install was successful.")
     return 0
+
+
+def apply_package(mac: VirtualMac, pkg: Package, package_file: str) -> None:
+    """Lay the payload down under the install location (root-owned; the conf is replaced with the
+    package's defaults) and write the receipt. No checks, no output: callers check root and space."""
+    base = pkg.install_location
+    for e in pkg.entries:
+        dest = posixpath.join(base, e.path)
+        if e.data is None:
+            mac.fs.makedirs(dest, mode=e.mode)
+        else:
+            mac.fs.makedirs(posixpath.dirname(dest))
+            mac.fs.write_bytes(dest, e.data, mode=e.mode)
+            mac.fs.set_owner(dest, 0)
+    receipts.write_receipt(
+        mac.fs,
+        receipts.Receipt(
+            pkg_id=pkg.identifier,
+            version=pkg.version,
+            prefix=base.strip("/") or "/",
+            install_time=int(time.time()),
+            package_file=package_file,
+            entries=[receipts.BomEntry(e.path, e.is_dir, e.mode) for e in pkg.entries],
+        ),
+    )
