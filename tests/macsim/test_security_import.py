@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.macsim.test_security_support import CLIENT_BIN, HOST, arts, install_client, make_mac, put, run  # noqa: F401
-
 from macsim.artifacts.certs import CertArtifacts
 from macsim.keychain import SYSTEM_KEYCHAIN, cert_names
+from tests.macsim.test_security_support import CLIENT_BIN, HOST, arts, install_client, make_mac, put, run  # noqa: F401
 
-MAC_FAILED = "security: SecKeychainItemImport: MAC verification failed during PKCS12 import (wrong password?)\n"
+MAC_FAILED = (
+    "security: SecKeychainItemImport: MAC verification failed during PKCS12 import (wrong password?)\n"
+)
 
 
 def _import_argv(pfx: str, pw: str, *extra: str) -> list[str]:
@@ -50,7 +51,9 @@ async def test_import_persists_in_the_keychain_file(tmp_path: Path, arts: CertAr
     assert ident.key.allows("/any/other/app", "whatever")
 
 
-async def test_import_without_T_or_A_trusts_only_the_security_tool(tmp_path: Path, arts: CertArtifacts) -> None:
+async def test_import_without_T_or_A_trusts_only_the_security_tool(
+    tmp_path: Path, arts: CertArtifacts
+) -> None:
     mac = make_mac(tmp_path)
     install_client(mac)
     pfx = put(mac, arts.host_pfx[HOST], "/private/tmp/c.pfx")
@@ -66,7 +69,10 @@ async def test_T_naming_a_missing_path_is_rejected(tmp_path: Path, arts: CertArt
     pfx = put(mac, arts.host_pfx[HOST], "/private/tmp/c.pfx")
     r = await run(mac, _import_argv(pfx, arts.password_for(arts.host_pfx[HOST]), "-T", CLIENT_BIN))
     assert r.status == 1
-    assert r.err == f"security: SecTrustedApplicationCreateFromPath {CLIENT_BIN}: UNIX[No such file or directory]\n"
+    assert (
+        r.err
+        == f"security: SecTrustedApplicationCreateFromPath {CLIENT_BIN}: UNIX[No such file or directory]\n"
+    )
     assert mac.keychain.identities() == []
 
 
@@ -82,14 +88,18 @@ async def test_importing_an_identity_twice_fails(tmp_path: Path, arts: CertArtif
     assert len(mac.keychain.keys) == 1
 
 
-async def test_openssl3_default_pfx_is_refused_like_a_wrong_password(tmp_path: Path, arts: CertArtifacts) -> None:
+async def test_openssl3_default_pfx_is_refused_like_a_wrong_password(
+    tmp_path: Path, arts: CertArtifacts
+) -> None:
     mac = make_mac(tmp_path)
     pfx = put(mac, arts.bad_pfx["openssl3-default"], "/private/tmp/o.pfx")
     right_pw = arts.password_for(arts.bad_pfx["openssl3-default"])
     r = await run(mac, _import_argv(pfx, right_pw))
     assert (r.status, r.out, r.err) == (1, "", MAC_FAILED)
     assert right_pw not in r.err
-    wrong = await run(mac, _import_argv(put(mac, arts.host_pfx[HOST], "/private/tmp/c.pfx"), "not-the-password"))
+    wrong = await run(
+        mac, _import_argv(put(mac, arts.host_pfx[HOST], "/private/tmp/c.pfx"), "not-the-password")
+    )
     assert (wrong.status, wrong.err) == (1, MAC_FAILED)
     assert mac.keychain.certs == [] and mac.keychain.keys == []
 
@@ -102,7 +112,9 @@ async def test_non_root_cannot_write_the_system_keychain(tmp_path: Path, arts: C
     assert mac.keychain.keys == []
 
 
-async def test_non_root_without_k_meets_the_locked_login_keychain(tmp_path: Path, arts: CertArtifacts) -> None:
+async def test_non_root_without_k_meets_the_locked_login_keychain(
+    tmp_path: Path, arts: CertArtifacts
+) -> None:
     mac = make_mac(tmp_path)
     pfx = put(mac, arts.host_pfx[HOST], "/private/tmp/c.pfx", uid=501)
     r = await run(mac, ["security", "import", pfx, "-P", "x"], uid=501)
@@ -112,9 +124,14 @@ async def test_non_root_without_k_meets_the_locked_login_keychain(tmp_path: Path
 async def test_unreadable_and_missing_input_files(tmp_path: Path, arts: CertArtifacts) -> None:
     mac = make_mac(tmp_path)
     r = await run(mac, _import_argv("/private/tmp/none.pfx", "pw"))
-    assert (r.status, r.err) == (1, "security: Error reading infile /private/tmp/none.pfx: No such file or directory\n")
+    assert (r.status, r.err) == (
+        1,
+        "security: Error reading infile /private/tmp/none.pfx: No such file or directory\n",
+    )
     put(mac, arts.host_pfx[HOST], "/private/tmp/root-only.pfx", mode=0o600, uid=0)
-    r = await run(mac, ["security", "import", "/private/tmp/root-only.pfx", "-k", SYSTEM_KEYCHAIN, "-P", "x"], uid=501)
+    r = await run(
+        mac, ["security", "import", "/private/tmp/root-only.pfx", "-k", SYSTEM_KEYCHAIN, "-P", "x"], uid=501
+    )
     assert r.err == "security: Error reading infile /private/tmp/root-only.pfx: Permission denied\n"
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.macsim.test_security_support import HOST, arts, make_mac, put, refused_mac, run  # noqa: F401
-
 from macsim.artifacts.certs import CertArtifacts
 from macsim.keychain import SYSTEM_KEYCHAIN
+from tests.macsim.test_security_support import HOST, arts, make_mac, put, refused_mac, run  # noqa: F401
 
-REFUSED = "SecTrustSettingsSetTrustSettings: The authorization was denied since no user interaction was possible.\n"
+REFUSED = (
+    "SecTrustSettingsSetTrustSettings: The authorization was denied since no user interaction was possible.\n"
+)
 
 
 async def test_add_trusted_cert_as_root_then_verify(tmp_path: Path, arts: CertArtifacts) -> None:
@@ -113,14 +114,23 @@ async def test_trust_root_on_a_non_root_and_deny(tmp_path: Path, arts: CertArtif
     assert cert is not None
     mac.fs.write_bytes("/private/tmp/leaf.pem", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     r = await run(mac, ["security", "add-trusted-cert", "-d", "/private/tmp/leaf.pem"])
-    assert r.err == "SecTrustSettingsSetTrustSettings: One or more parameters passed to a function were not valid.\n"
+    assert (
+        r.err
+        == "SecTrustSettingsSetTrustSettings: One or more parameters passed to a function were not valid.\n"
+    )
     ca = put(mac, arts.lab_ca.pem, "/private/tmp/lab.pem", mode=0o644)
     assert (await run(mac, ["security", "add-trusted-cert", "-d", "-r", "deny", "-p", "ssl", ca])).status == 0
     v = await run(mac, ["security", "verify-cert", "-c", ca])
     assert (v.status, v.err) == (1, "SecTrustEvaluate result: kSecTrustResultDeny\n")
     d = await run(mac, ["security", "dump-trust-settings", "-d"])
-    assert "      Policy OID            : SSL\n      Result Type           : kSecTrustSettingsResultDeny\n" in d.out
+    assert (
+        "      Policy OID            : SSL\n      Result Type           : kSecTrustSettingsResultDeny\n"
+        in d.out
+    )
     r = await run(mac, ["security", "remove-trusted-cert", "-d", "/private/tmp/leaf.pem"])
-    assert r.err == "SecTrustSettingsRemoveTrustSettings: The specified item could not be found in the keychain.\n"
+    assert (
+        r.err
+        == "SecTrustSettingsRemoveTrustSettings: The specified item could not be found in the keychain.\n"
+    )
     r = await run(mac, ["security", "add-trusted-cert", "-d", "-r", "sometimes", ca])
     assert r.status == 2 and "Usage: add-trusted-cert" in r.err
