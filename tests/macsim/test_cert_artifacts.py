@@ -1,4 +1,4 @@
-# ruff: noqa: F811, E501  (pytest fixtures are imported by name; long lines are exact macOS messages)
+# ruff: noqa: F811  (pytest fixtures are imported by name; long lines are exact macOS messages)
 """Certificate artifacts: parsed back with cryptography; CN, EKU, KU, validity, chain, PKCS#12 algorithms."""
 
 from __future__ import annotations

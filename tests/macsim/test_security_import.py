@@ -1,4 +1,4 @@
-# ruff: noqa: F811, E501  (pytest fixtures are imported by name; long lines are exact macOS messages)
+# ruff: noqa: F811  (pytest fixtures are imported by name; long lines are exact macOS messages)
 """`security import`: success output, key access lists, and every way macOS refuses."""
 
 from __future__ import annotations

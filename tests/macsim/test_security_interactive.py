@@ -1,4 +1,4 @@
-# ruff: noqa: F811, E501  (pytest fixtures are imported by name; long lines are exact macOS messages)
+# ruff: noqa: F811  (pytest fixtures are imported by name; long lines are exact macOS messages)
 """`security -i`, global usage, command prefixes, find-identity/find-certificate/delete-*."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# ruff: noqa: F811, E501  (pytest fixtures are imported by name; long lines are exact macOS messages)
+# ruff: noqa: F811  (pytest fixtures are imported by name; long lines are exact macOS messages)
 """add-trusted-cert, remove-trusted-cert, dump-trust-settings, verify-cert; trust left by an MDM profile."""
 
 from __future__ import annotations
