@@ -24,13 +24,20 @@ def mac(tmp_path: Path) -> VirtualMac:
 
 
 async def test_attach_mounts_volume_and_prints_device_table(mac: VirtualMac) -> None:
-    r = await run(hdiutil, mac, ["hdiutil", "attach", f"1e.client-macOS_v{V}.dmg", "-nobrowse"],
-                  uid=501, cwd="/Users/admin")
+    r = await run(
+        hdiutil,
+        mac,
+        ["hdiutil", "attach", f"1e.client-macOS_v{V}.dmg", "-nobrowse"],
+        uid=501,
+        cwd="/Users/admin",
+    )
     assert r.rc == 0, r.err
     lines = r.out.splitlines()
     assert lines[0] == f"{'/dev/disk4':<20}\t{'GUID_partition_scheme':<31}\t"
     assert lines[-1] == f"{'/dev/disk4s1':<20}\t{'Apple_HFS':<31}\t{VOL}"
-    assert mac.fs.read_bytes(f"{VOL}/scripts/install.sh").startswith(b"#!/bin/bash\n#!macsim-script install.sh")
+    assert mac.fs.read_bytes(f"{VOL}/scripts/install.sh").startswith(
+        b"#!/bin/bash\n#!macsim-script install.sh"
+    )
     assert mac.fs.real(f"{VOL}/scripts/install.sh").stat().st_mode & 0o777 == 0o755
     assert mac.fs.owner(f"{VOL}/1e.client-macOS_v{V}.pkg") == 0
     assert mac.state.mounts[VOL]["device"] == "disk4"
@@ -40,7 +47,9 @@ async def test_attach_mounts_volume_and_prints_device_table(mac: VirtualMac) -> 
 
 
 async def test_attach_plist_and_quiet(mac: VirtualMac) -> None:
-    r = await run(hdiutil, mac, ["hdiutil", "attach", "-plist", "-noverify", f"/Users/admin/1e.client-macOS_v{V}.dmg"])
+    r = await run(
+        hdiutil, mac, ["hdiutil", "attach", "-plist", "-noverify", f"/Users/admin/1e.client-macOS_v{V}.dmg"]
+    )
     ents = plistlib.loads(r.raw_out)["system-entities"]
     assert [e.get("mount-point") for e in ents] == [None, VOL]
     r2 = await run(hdiutil, mac, ["hdiutil", "detach", VOL, "-quiet"])
@@ -83,7 +92,9 @@ async def test_mountpoint_busy_and_permissions(mac: VirtualMac) -> None:
     r = await run(hdiutil, mac, ["hdiutil", "attach", img, "-mountpoint", "/private/tmp/m"])
     assert r.rc == 0 and r.out.endswith("\t/private/tmp/m\n")
     mac.fs.write_bytes("/private/tmp/other.dmg", build_dmg("8.0.2.5"))
-    r = await run(hdiutil, mac, ["hdiutil", "attach", "/private/tmp/other.dmg", "-mountpoint", "/private/tmp/m"])
+    r = await run(
+        hdiutil, mac, ["hdiutil", "attach", "/private/tmp/other.dmg", "-mountpoint", "/private/tmp/m"]
+    )
     assert (r.rc, r.err) == (1, "hdiutil: attach failed - Resource busy\n")
 
 

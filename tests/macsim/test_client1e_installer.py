@@ -37,7 +37,9 @@ async def test_fresh_install_lays_down_payload_and_receipt(mac: VirtualMac) -> N
     assert b"version=8.0.1.23" in mac.fs.read_bytes(paths.BINARY)
     assert mac.fs.real(paths.BINARY).stat().st_mode & 0o777 == 0o755
     plist = plistlib.loads(mac.fs.read_bytes(paths.PLIST))
-    assert plist["Label"] == paths.LABEL and plist["RunAtLoad"] and plist["ProgramArguments"] == [paths.BINARY]
+    assert (
+        plist["Label"] == paths.LABEL and plist["RunAtLoad"] and plist["ProgramArguments"] == [paths.BINARY]
+    )
     assert mac.fs.exists("/private/var/db/receipts/com.1e.pkg.1E.Client.plist")
     assert mac.fs.exists("/var/db/receipts/com.1e.pkg.1E.Client.bom")
     assert mac.state.launchd == {}  # the pkg alone does not start the client
@@ -48,7 +50,10 @@ async def test_non_root_and_bad_arguments(mac: VirtualMac) -> None:
     assert (r.rc, r.err) == (1, "installer: Must be run as root to install this package.\n")
     assert not mac.fs.exists(paths.BINARY)
     r = await run(installer, mac, ["installer", "-pkg", "/tmp/missing.pkg", "-target", "/"])
-    assert (r.rc, r.err) == (1, "installer: Error the package path specified was invalid: '/tmp/missing.pkg'.\n")
+    assert (r.rc, r.err) == (
+        1,
+        "installer: Error the package path specified was invalid: '/tmp/missing.pkg'.\n",
+    )
     r = await run(installer, mac, ["installer", "-pkg", PKG1])
     assert r.rc == 1 and r.err.startswith("Usage: installer")
     r = await run(installer, mac, ["installer", "-pkg", PKG1, "-target", "/", "-frob"])
@@ -62,12 +67,16 @@ async def test_not_enough_space_fails_cleanly(tmp_path: Path) -> None:
     assert r.rc == 1
     assert "installer: Cannot install on volume / because it is disabled." in r.err
     assert "not enough space" in r.err
-    assert not m.fs.exists(paths.BINARY) and not m.fs.exists("/private/var/db/receipts/com.1e.pkg.1E.Client.plist")
+    assert not m.fs.exists(paths.BINARY) and not m.fs.exists(
+        "/private/var/db/receipts/com.1e.pkg.1E.Client.plist"
+    )
 
 
 async def test_upgrade_through_pkg_resets_conf_and_stops_the_client(mac: VirtualMac) -> None:
     await run(installer, mac, ["installer", "-pkg", PKG1, "-target", "/"])
-    mac.fs.write_text(paths.CONF, "Switch=sw.example.test:4000\nBackgroundChannelUrl=https://sw.example.test/Bg\n")
+    mac.fs.write_text(
+        paths.CONF, "Switch=sw.example.test:4000\nBackgroundChannelUrl=https://sw.example.test/Bg\n"
+    )
     launchd.load(mac, launchd.read_job(mac, paths.PLIST))
     assert launchd.job(mac, paths.LABEL) is not None
     r = await run(installer, mac, ["installer", "-pkg", PKG2, "-target", "/", "-verbose"])
@@ -92,13 +101,23 @@ async def test_pkgutil_receipt_queries(mac: VirtualMac) -> None:
     assert r.out == "com.1e.pkg.1E.Client\n"
     r = await run(pkgutil, mac, ["pkgutil", "--pkg-info", paths.PKG_ID], uid=501)
     lines = r.out.splitlines()
-    assert lines[:4] == ["package-id: com.1e.pkg.1E.Client", "version: 8.0.1.23", "volume: /", "location: Library"]
+    assert lines[:4] == [
+        "package-id: com.1e.pkg.1E.Client",
+        "version: 8.0.1.23",
+        "volume: /",
+        "location: Library",
+    ]
     assert lines[4].startswith("install-time: ") and int(lines[4].split(": ")[1]) > 1_600_000_000
     files = (await run(pkgutil, mac, ["pkgutil", "--only-files", "--files", paths.PKG_ID])).out.splitlines()
     assert "Application Support/1E/Client/1E.Client" in files
     assert "LaunchDaemons/com.1e.pkg.1E.Client.plist" in files and "LaunchDaemons" not in files
     dirs = (await run(pkgutil, mac, ["pkgutil", "--only-dirs", "--files", paths.PKG_ID])).out.splitlines()
-    assert dirs == ["Application Support", "Application Support/1E", "Application Support/1E/Client", "LaunchDaemons"]
+    assert dirs == [
+        "Application Support",
+        "Application Support/1E",
+        "Application Support/1E/Client",
+        "LaunchDaemons",
+    ]
     # every listed file exists relative to /Library, as the documented `cd /Library; ... | xargs rm` assumes
     assert all(mac.fs.exists(f"/Library/{f}") for f in files)
     assert (await run(pkgutil, mac, ["pkgutil", "--pkgs=com\\.1e\\..*"])).rc == 0
@@ -123,8 +142,10 @@ async def test_pkgutil_forget_and_unknown_receipts(mac: VirtualMac) -> None:
 async def test_pkgutil_check_signature(mac: VirtualMac) -> None:
     r = await run(pkgutil, mac, ["pkgutil", "--check-signature", PKG1], uid=501)
     assert r.rc == 0
-    assert r.out.startswith('Package "1e.client-macOS_v8.0.1.23.pkg":\n'
-                            "   Status: signed by a developer certificate issued by Apple for distribution\n")
+    assert r.out.startswith(
+        'Package "1e.client-macOS_v8.0.1.23.pkg":\n'
+        "   Status: signed by a developer certificate issued by Apple for distribution\n"
+    )
     assert "   Certificate Chain:\n    1. Developer ID Installer: 1E LTD (FAKE1ETEAM)\n" in r.out
     assert "    3. Apple Root CA\n" in r.out
     r = await run(pkgutil, mac, ["pkgutil", "--check-signature", PKG2])

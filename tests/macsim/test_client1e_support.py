@@ -72,8 +72,16 @@ async def run(
 ) -> Result:
     out, err = MemOut(), MemOut()
     p = Proc(
-        mac=mac, argv=argv, env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}, cwd=cwd, uid=uid,
-        user="root" if uid == 0 else mac.spec.user, stdin=MemIn(stdin), stdout=out, stderr=err, session=Session(),
+        mac=mac,
+        argv=argv,
+        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+        cwd=cwd,
+        uid=uid,
+        user="root" if uid == 0 else mac.spec.user,
+        stdin=MemIn(stdin),
+        stdout=out,
+        stderr=err,
+        session=Session(),
     )
     rc = await tool(p)
     return Result(rc, out.text, err.text, bytes(out.buf))
@@ -94,8 +102,12 @@ def make_ca(cn: str = "Lab Root CA") -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
@@ -104,16 +116,27 @@ def make_ca(cn: str = "Lab Root CA") -> Issued:
 
 
 def make_leaf(
-    ca: Issued, cn: str, san: list[str] | None = None, eku: list[x509.ObjectIdentifier] | None = None,
+    ca: Issued,
+    cn: str,
+    san: list[str] | None = None,
+    eku: list[x509.ObjectIdentifier] | None = None,
     expired: bool = False,
 ) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    start, end = (now - dt.timedelta(days=400), now - dt.timedelta(days=35)) if expired else (
-        now - dt.timedelta(days=1), now + dt.timedelta(days=365))
+    start, end = (
+        (now - dt.timedelta(days=400), now - dt.timedelta(days=35))
+        if expired
+        else (now - dt.timedelta(days=1), now + dt.timedelta(days=365))
+    )
     b = (
-        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.cert.subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.ExtendedKeyUsage(eku or [ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     )
     if san:
@@ -128,13 +151,17 @@ def _der(cert: x509.Certificate) -> bytes:
 def add_cert(mac: VirtualMac, cert: x509.Certificate, trusted: bool = False) -> None:
     kc = mac.keychain
     sha1 = cert_sha1(_der(cert))
-    kc.certs.append(CertItem(sha1=sha1, der_b64=base64.b64encode(_der(cert)).decode(), label=cert_label(cert)))
+    kc.certs.append(
+        CertItem(sha1=sha1, der_b64=base64.b64encode(_der(cert)).decode(), label=cert_label(cert))
+    )
     if trusted:
         kc.trust.append(TrustSetting(sha1=sha1))
     kc.save()
 
 
-def add_identity(mac: VirtualMac, leaf: Issued, allow_installed: bool = True, allow_all: bool = False) -> None:
+def add_identity(
+    mac: VirtualMac, leaf: Issued, allow_installed: bool = True, allow_all: bool = False
+) -> None:
     """The identity as `security import -T <binary>` (or -A) leaves it: key access bound to the installed
     binary's path and SHA-256 at import time."""
     add_cert(mac, leaf.cert)
@@ -142,8 +169,16 @@ def add_identity(mac: VirtualMac, leaf: Issued, allow_installed: bool = True, al
     if allow_installed:
         cdhash = hashlib.sha256(mac.fs.read_bytes(paths.BINARY)).hexdigest()
         apps.append(AppAccess(path=paths.BINARY, cdhash=cdhash))
-    der = leaf.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-    mac.keychain.keys.append(KeyItem(key_hash=public_key_hash(leaf.cert), label=cert_label(leaf.cert),
-                                     key_der_b64=base64.b64encode(der).decode(), apps=apps, allow_all=allow_all))
+    der = leaf.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    mac.keychain.keys.append(
+        KeyItem(
+            key_hash=public_key_hash(leaf.cert),
+            label=cert_label(leaf.cert),
+            key_der_b64=base64.b64encode(der).decode(),
+            apps=apps,
+            allow_all=allow_all,
+        )
+    )
     mac.keychain.save()
