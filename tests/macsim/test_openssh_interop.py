@@ -1,0 +1,130 @@
+"""The OpenSSH client binaries (`ssh`, `sftp`) against macsim, with strict host key checking."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from macsim.fleet import Fleet, SimHost
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("ssh") and shutil.which("sftp")), reason="needs the OpenSSH client (openssh-client)"
+)
+
+
+def _common(fleet: Fleet, known_hosts: Path) -> list[str]:
+    return [
+        "-F", "/dev/null",
+        "-i", str(fleet.client_key_path),
+        "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes",
+        "-o", "ConnectTimeout=10",
+    ]
+
+
+async def _run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
+async def _ssh(fleet: Fleet, host: SimHost, kh: Path, command: str, stdin: bytes = b"",
+               extra: list[str] | None = None) -> tuple[int, bytes, bytes]:
+    argv = ["ssh", *_common(fleet, kh), *(extra or []), "-p", str(host.port), f"{host.spec.user}@127.0.0.1",
+            command]
+    return await _run(argv, stdin)
+
+
+async def _sftp(fleet: Fleet, host: SimHost, kh: Path, batch: str, tmp: Path) -> tuple[int, bytes, bytes]:
+    bfile = tmp / "batch.txt"
+    bfile.write_text(batch)
+    target = f"{host.spec.user}@127.0.0.1"
+    argv = ["sftp", *_common(fleet, kh), "-b", str(bfile), "-P", str(host.port), target]
+    return await _run(argv)
+
+
+@pytest.fixture
+def known_hosts(tmp_path: Path, fleet: Fleet) -> Path:
+    return fleet.write_known_hosts(tmp_path / "known_hosts")
+
+
+async def test_ssh_exec_output_stdin_and_exit_status(fleet: Fleet, host: SimHost, known_hosts: Path) -> None:
+    rc, out, err = await _ssh(fleet, host, known_hosts, "echo from openssh")
+    assert (rc, out) == (0, b"from openssh\n"), err
+    rc, out, _ = await _ssh(fleet, host, known_hosts, "cat", stdin=b"piped\x00bytes")
+    assert (rc, out) == (0, b"piped\x00bytes")
+    rc, _, _ = await _ssh(fleet, host, known_hosts, "exit 3")
+    assert rc == 3
+    assert [c.command for c in host.mac.commands] == ["echo from openssh", "cat", "exit 3"]
+
+
+async def test_ssh_can_use_aes128_gcm(fleet: Fleet, host: SimHost, known_hosts: Path) -> None:
+    rc, out, err = await _ssh(fleet, host, known_hosts, "echo gcm", extra=["-c", "aes128-gcm@openssh.com"])
+    assert (rc, out) == (0, b"gcm\n"), err
+
+
+async def test_ssh_refuses_a_changed_host_key(fleet: Fleet, host: SimHost, known_hosts: Path) -> None:
+    fleet.rotate_host_key("mac-01")
+    rc, out, err = await _ssh(fleet, host, known_hosts, "echo should-not-run")
+    assert rc == 255
+    assert b"REMOTE HOST IDENTIFICATION HAS CHANGED" in err
+    assert out == b""
+    assert host.mac.commands == []
+
+
+async def test_ssh_refuses_an_unknown_host(fleet: Fleet, host: SimHost, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    rc, _, err = await _ssh(fleet, host, empty, "echo x")
+    assert rc == 255
+    assert b"Host key verification failed." in err
+
+
+async def test_sftp_put_get_chmod(fleet: Fleet, host: SimHost, known_hosts: Path, tmp_path: Path) -> None:
+    local = tmp_path / "payload.bin"
+    local.write_bytes(bytes(range(256)) * 200)
+    local.chmod(0o640)
+    back = tmp_path / "back.bin"
+    batch = (
+        "mkdir /private/tmp/macfleet.t\n"
+        "chmod 700 /private/tmp/macfleet.t\n"
+        f"put -p {local} /tmp/macfleet.t/payload.bin\n"
+        "chmod 600 /tmp/macfleet.t/payload.bin\n"
+        f"get /private/tmp/macfleet.t/payload.bin {back}\n"
+        "ls -l /tmp/macfleet.t\n"
+        "rename /tmp/macfleet.t/payload.bin /tmp/macfleet.t/moved.bin\n"
+    )
+    rc, out, err = await _sftp(fleet, host, known_hosts, batch, tmp_path)
+    assert rc == 0, err
+    assert back.read_bytes() == local.read_bytes()
+    fs = host.mac.fs
+    assert fs.read_bytes("/private/tmp/macfleet.t/moved.bin") == local.read_bytes()
+    assert fs.real("/private/tmp/macfleet.t/moved.bin").stat().st_mode & 0o777 == 0o600
+    assert fs.real("/private/tmp/macfleet.t").stat().st_mode & 0o777 == 0o700
+    assert fs.owner("/private/tmp/macfleet.t/moved.bin") == 501
+    assert b"-rw-------" in out and b"admin" in out
+
+
+async def test_sftp_put_into_library_is_denied(fleet: Fleet, host: SimHost, known_hosts: Path,
+                                               tmp_path: Path) -> None:
+    local = tmp_path / "x.plist"
+    local.write_bytes(b"<plist/>")
+    batch = f"put {local} /Library/LaunchDaemons/x.plist\n"
+    rc, _, err = await _sftp(fleet, host, known_hosts, batch, tmp_path)
+    assert rc != 0
+    assert b"Permission denied" in err
+    assert not host.mac.fs.exists("/Library/LaunchDaemons/x.plist")
