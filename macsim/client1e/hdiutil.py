@@ -218,9 +218,7 @@ def _find_mount(mac: VirtualMac, target: str, cwd: str) -> str | None:
     for mp, m in mac.state.mounts.items():
         if dev in (m["device"], f"{m['device']}s1"):
             return mp
-    c = mac.fs.canonical(target, cwd) if target.startswith(("/", ".")) or "/" in target else None
-    if c is None:
-        c = mac.fs.canonical(target, cwd)
+    c = mac.fs.canonical(target, cwd)
     for mp in mac.state.mounts:
         if mac.fs.canonical(mp) == c:
             return mp
