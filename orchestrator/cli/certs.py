@@ -237,7 +237,7 @@ def add(
             console.error(msg)
             _audit(
                 "certs.add",
-                {"file": str(path), "password_source": source, "device": device, "error": type(e).__name__},
+                {"file": str(path), "pw_source": source, "device": device, "error": type(e).__name__},
                 "error",
             )
             results.append(entry)
@@ -284,7 +284,7 @@ def _record_import(
         "certificate_id": r.row.id,
         "sha1": r.row.sha1,
         "status": str(r.verdict.status),
-        "password_source": source,
+        "pw_source": source,
         "password_file": str(password_file) if password_file else None,
         "password_env": password_env,
     }
