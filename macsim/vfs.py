@@ -105,8 +105,10 @@ class VirtualFS:
     def set_owner(self, path: str, uid: int) -> None:
         c = self.canonical(path)
         with self._lock:
+            if self._owners.get(c, ROOT_UID) == uid:
+                return  # unchanged: no rewrite of the side table
             if uid == ROOT_UID:
-                self._owners.pop(c, None)
+                del self._owners[c]
             else:
                 self._owners[c] = uid
             self._save()
@@ -115,16 +117,20 @@ class VirtualFS:
         """Drop ownership records at and below a removed path."""
         c = self.canonical(path)
         with self._lock:
-            for k in [k for k in self._owners if k == c or k.startswith(c + "/")]:
+            gone = [k for k in self._owners if k == c or k.startswith(c + "/")]
+            for k in gone:
                 del self._owners[k]
-            self._save()
+            if gone:
+                self._save()
 
     def moved(self, src: str, dst: str) -> None:
         s, d = self.canonical(src), self.canonical(dst)
         with self._lock:
-            for k in [k for k in self._owners if k == s or k.startswith(s + "/")]:
+            moving = [k for k in self._owners if k == s or k.startswith(s + "/")]
+            for k in moving:
                 self._owners[d + k[len(s):]] = self._owners.pop(k)
-            self._save()
+            if moving:
+                self._save()
 
     def _save(self) -> None:
         if self._owners_file:
