@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from macsim.shell.parser import ParseError, Simple, parse
-
 from macsim.mac import VirtualMac
+from macsim.shell.parser import ParseError, Simple, parse
 
 from .shell_fixtures import make_mac, run
 
@@ -64,11 +63,11 @@ def test_unterminated_quote() -> None:
     ("command", "expected"),
     [
         ("echo 'a  b' \"c  d\" e\\ f", "a  b c  d e f\n"),
-        ("echo \"\\$HOME \\\\ \\\" $USER\"", "$HOME \\ \" admin\n"),
+        ('echo "\\$HOME \\\\ \\" $USER"', '$HOME \\ " admin\n'),
         ("echo '$HOME'", "$HOME\n"),
         ("echo $'a\\tb'", "a\tb\n"),
         ("x='a  b'; echo $x", "a  b\n"),  # zsh does not split unquoted parameters
-        ("echo \"\" | wc -c", "       1\n"),
+        ('echo "" | wc -c', "       1\n"),
         ("echo ${UNSET:-def} ${UNSET-x} ${HOME:+set} ${#USER}", "def x set 5\n"),
         ("echo $(echo a; echo b) \"$(printf 'x\\n\\n')\"", "a b x\n"),
         ("echo `echo back`", "back\n"),
@@ -85,14 +84,14 @@ async def test_quoting_and_expansion(mac: VirtualMac, command: str, expected: st
 
 
 async def test_sh_splits_unquoted_parameters_and_positional(mac: VirtualMac) -> None:
-    r = await run(mac, "sh -c 'x=\"a  b\"; printf \"[%s]\" $x \"$@\" $#' me 'p 1' p2")
+    r = await run(mac, 'sh -c \'x="a  b"; printf "[%s]" $x "$@" $#\' me \'p 1\' p2')
     assert r.out == "[a][b][p 1][p2][2]"
 
 
 async def test_zsh_parse_error_message_and_status(mac: VirtualMac) -> None:
     r = await run(mac, "echo one |")
     assert (r.status, r.out, r.err) == (1, "", "zsh:1: parse error near `|'\n")
-    r = await run(mac, "echo \"abc")
+    r = await run(mac, 'echo "abc')
     assert (r.status, r.err) == (1, 'zsh:1: unmatched "\n')
 
 

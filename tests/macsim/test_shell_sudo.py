@@ -46,7 +46,8 @@ async def test_correct_password_leaves_the_rest_of_stdin_to_the_command(pw_mac: 
 
 async def test_wrong_passwords_consume_three_lines_only(pw_mac: VirtualMac) -> None:
     r = await run(pw_mac, "sudo -S true; cat", stdin=b"a\nb\nc\nkept\n")
-    assert r.err == "Password:Sorry, try again.\nPassword:Sorry, try again.\nPassword:sudo: 3 incorrect password attempts\n"
+    sorry = "Password:Sorry, try again.\n"
+    assert r.err == sorry * 2 + "Password:sudo: 3 incorrect password attempts\n"
     assert r.out == "kept\n"
     r = await run(pw_mac, "sudo -S true", stdin=b"s3cret\n")
     assert r.status == 0
@@ -59,7 +60,10 @@ async def test_second_wrong_then_right(pw_mac: VirtualMac) -> None:
 
 async def test_eof_at_prompt(pw_mac: VirtualMac) -> None:
     r = await run(pw_mac, "sudo -S true", stdin=b"")
-    assert (r.status, r.err) == (1, "Password:\nsudo: no password was provided\nsudo: a password is required\n")
+    assert (r.status, r.err) == (
+        1,
+        "Password:\nsudo: no password was provided\nsudo: a password is required\n",
+    )
     r = await run(pw_mac, "sudo -S true", stdin=b"bad\n")
     assert r.err.endswith("sudo: no password was provided\nsudo: 1 incorrect password attempt\n")
 
@@ -81,8 +85,11 @@ async def test_none_policy(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("command", "first_err"),
-    [("sudo -Z true", "sudo: illegal option -- Z"), ("sudo", "usage: sudo -h | -K | -k | -V"),
-     ("sudo -u", "sudo: option requires an argument -- u")],
+    [
+        ("sudo -Z true", "sudo: illegal option -- Z"),
+        ("sudo", "usage: sudo -h | -K | -k | -V"),
+        ("sudo -u", "sudo: option requires an argument -- u"),
+    ],
 )
 async def test_sudo_usage_errors(tmp_path, command: str, first_err: str) -> None:
     mac = make_mac(tmp_path)
