@@ -190,11 +190,17 @@ async def upload(
                 )
             await sftp.chmod(tmp, mode)
             await sftp.posix_rename(tmp, final)
-    except (asyncssh.sftp.SFTPConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
-        raise _lost(conn, exc) from None
-    except asyncssh.ChannelOpenError as exc:
+    except (
+        asyncssh.SFTPConnectionLost,
+        asyncssh.SFTPNoConnection,
+        asyncssh.DisconnectError,
+        asyncssh.ChannelOpenError,
+        ConnectionError,
+    ) as exc:
         raise _lost(conn, exc) from None
     except asyncssh.SFTPError as exc:
+        if conn.is_closed:  # asyncssh reports some drops as a plain SFTPError ("Connection not open")
+            raise _lost(conn, exc) from None
         raise UploadError(
             conn.target.host,
             conn.target.port,
