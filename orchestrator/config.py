@@ -14,11 +14,13 @@ Data directory: `~/.local/share/macfleet` (or `$XDG_DATA_HOME/macfleet`) holds t
 from __future__ import annotations
 
 import getpass
+import logging
 import os
+import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -27,6 +29,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.redact import Redactor
 
 CONFIG_ENV = "ORCHESTRATE_CONFIG"
 DEFAULT_CONFIG_FILE = "orchestrate.toml"
@@ -219,3 +224,64 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
         elif v is not None:
             out[k] = v
     return out
+
+
+# --- logging ---------------------------------------------------------------------------------------------
+
+_HANDLER_TAG = "_macfleet_handler"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of the record (test runners swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(
+    settings: Settings,
+    *,
+    verbose: bool = False,
+    log_file: Path | None = None,
+    redactor: Redactor | None = None,
+) -> None:
+    """Send the controller's log to stderr (and to log_file or `settings.log_file`), at DEBUG when verbose
+    else `settings.log_level`. Every handler masks the values registered in redactor (default: the
+    process-wide `orchestrator.redact.LOG_REDACTOR`). Calling it again replaces the handlers it added.
+
+    Raises ConfigError for an unknown level name."""
+    from orchestrator.redact import LOG_REDACTOR
+
+    level_name = "DEBUG" if verbose else settings.log_level.upper()
+    level = logging.getLevelNamesMapping().get(level_name)
+    if level is None:
+        raise ConfigError(f"unknown log_level {settings.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+    reset_logging()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [_StderrHandler()]
+    path = log_file or settings.log_file
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+    flt = (redactor or LOG_REDACTOR).logging_filter()
+    root = logging.getLogger()
+    for h in handlers:
+        h.setFormatter(fmt)
+        h.addFilter(flt)
+        setattr(h, _HANDLER_TAG, True)
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def reset_logging() -> None:
+    """Remove (and close) the handlers configure_logging added."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, _HANDLER_TAG, False):
+            root.removeHandler(h)
+            h.close()

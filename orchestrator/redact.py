@@ -101,3 +101,8 @@ class _RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redactor.redact(record.stack_info)
         return True
+
+
+LOG_REDACTOR = Redactor()
+"""Values masked by every log handler `orchestrator.config.configure_logging` installs: a command that reads
+a secret value registers it here before it can reach any log."""

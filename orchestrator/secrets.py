@@ -261,10 +261,22 @@ def find_secret(session: Session, ref: str) -> Secret:
 def store_secret(session: Session, box: SecretBox, name: str, kind: str, value: bytes) -> Secret:
     """Encrypt value and store it under name (replacing the value and kind of an existing secret of that
     name, keeping its id). Added to the session; the caller commits. Raises ValueError for an unknown kind
-    or an invalid name, TypeError when value is not bytes."""
+    or an invalid name, TypeError when value is not bytes, SecretKeyMismatch when other secrets are stored
+    under another key (all secrets share one key)."""
     _check(name, kind)
     if not isinstance(value, bytes):
         raise TypeError("a secret value must be bytes")
+    others = session.exec(
+        select(Secret.key_id, Secret.name).where(Secret.name != name, Secret.key_id != box.key_id)
+    ).first()
+    if others is not None:
+        # mixing keys would leave secrets no single key can read
+        raise SecretKeyMismatch(
+            f"secret {others[1]!r} and maybe others are encrypted under key {others[0]}, but the key "
+            f"supplied is {box.key_id}: supply key {others[0]}, or rotate to the new key first",
+            others[0],
+            box.key_id,
+        )
     token = box.encrypt(value)
     existing = session.exec(select(Secret).where(Secret.name == name)).first()
     if existing is None:

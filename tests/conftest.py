@@ -50,11 +50,12 @@ class PgServer:
             host=str(self.socket_dir), port=self.port, user=_PG_SUPERUSER, dbname="postgres", autocommit=True
         )
 
-    def create_database(self) -> str:
-        """Create a fresh, empty database owned by the test role; returns its name."""
+    def create_database(self, template: str = "template0") -> str:
+        """Create a fresh database owned by the test role, a copy of template (default: empty); returns its
+        name."""
         name = f"t_{uuid.uuid4().hex[:12]}"
         with self.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" OWNER {PG_ROLE} TEMPLATE template0')
+            conn.execute(f'CREATE DATABASE "{name}" OWNER {PG_ROLE} TEMPLATE "{template}"')
         return name
 
     def drop_database(self, name: str) -> None:
@@ -172,15 +173,47 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def _migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Per backend, a database migrated to head once per session (built on first use), copied by `db_url`
+    for tests that use `engine`: migrating every test's database costs about a second on PostgreSQL."""
+    return {"dir": str(tmp_path_factory.mktemp("migrated"))}
+
+
+def _migrated(backend: str, request: pytest.FixtureRequest) -> str:
+    """The name of the migrated PostgreSQL template database, or the path of the migrated SQLite file."""
+    from orchestrator.state.db import create_db_engine, init_schema
+
+    cache: dict[str, str] = request.getfixturevalue("_migrated_templates")
+    if backend not in cache:
+        if backend == "sqlite":
+            target = str(Path(cache["dir"]) / "template.db")
+            url = f"sqlite:///{target}"
+        else:
+            server: PgServer = request.getfixturevalue("pg_server")
+            target = server.create_database()
+            url = server.url(target)
+        eng = create_db_engine(url)
+        init_schema(eng)
+        eng.dispose()  # a template must have no open connection (PostgreSQL) / a checkpointed WAL (SQLite)
+        cache[backend] = target
+    return cache[backend]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL to an empty database: a SQLite file in tmp_path, or a fresh PostgreSQL database (dropped
-    after)."""
+    """A URL to a database of its own for this test: a SQLite file in tmp_path, or a fresh PostgreSQL
+    database (dropped after). It is empty, unless the test also uses `engine`: then it is already at the
+    newest schema revision (a copy of a database migrated once per session)."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'macfleet.db'}"
+        path = tmp_path / "macfleet.db"
+        if migrated:
+            shutil.copyfile(_migrated("sqlite", request), path)
+        yield f"sqlite:///{path}"
         return
     server: PgServer = request.getfixturevalue("pg_server")
-    name = server.create_database()
+    name = server.create_database(_migrated("postgresql", request) if migrated else "template0")
     try:
         yield server.url(name)
     finally:
@@ -189,7 +222,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """An engine on db_url with the schema at the newest migration."""
+    """An engine on db_url with the schema at the newest revision (init_schema is run: a no-op there)."""
     from orchestrator.state.db import create_db_engine, init_schema
 
     eng = create_db_engine(db_url)

@@ -6,13 +6,13 @@ from functools import cache
 
 from sqlalchemy.engine import Engine
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, load_settings
 from orchestrator.state.db import create_db_engine, init_schema
 
 
 @cache
 def settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 @cache

@@ -223,7 +223,14 @@ def test_rotate_is_atomic_when_a_secret_is_under_an_unknown_key(engine: Engine, 
     stranger = SecretBox(Fernet.generate_key())
     with session_scope(engine) as s:
         store_secret(s, cur, "a-good", "ssh-password", b"1")
-        store_secret(s, stranger, "z-foreign", "ssh-password", b"2")
+        s.add(
+            Secret(
+                name="z-foreign",
+                kind="ssh-password",
+                ciphertext=stranger.encrypt(b"2"),
+                key_id=stranger.key_id,
+            )
+        )
     before = st.effective_secret_key_file.read_bytes()
     with pytest.raises(SecretKeyMismatch, match=rf"'z-foreign' is encrypted under key {stranger.key_id}"):
         rotate_key(engine, st)
@@ -260,3 +267,19 @@ def test_rotate_with_env_key_needs_a_new_key_file(engine: Engine, tmp_path: Path
     st = _settings(tmp_path, secret_key=Fernet.generate_key().decode())
     with pytest.raises(SecretError, match="comes from ORCHESTRATE_SECRET_KEY: give the new key with"):
         rotate_key(engine, st)
+
+
+def test_storing_under_a_second_key_is_refused(engine: Engine, box: SecretBox) -> None:
+    other = SecretBox(Fernet.generate_key())
+    with session_scope(engine) as s:
+        store_secret(s, box, "first", "ssh-password", b"1")
+    with session_scope(engine) as s, pytest.raises(SecretKeyMismatch) as ei:
+        store_secret(s, other, "second", "ssh-password", b"2")
+    assert (
+        f"'first' and maybe others are encrypted under key {box.key_id}, but the key supplied is "
+        f"{other.key_id}"
+        in str(ei.value)
+    )
+    with session_scope(engine) as s:
+        store_secret(s, other, "first", "ssh-password", b"3")  # replacing the only secret is fine
+        assert load_secret(s, other, "first") == b"3"
