@@ -11,6 +11,8 @@ directories the user creates are recorded as the user's in the vfs owner table.
 `rename` is SFTP v3 rename: it fails when the target exists (as OpenSSH's does); `posix-rename@openssh.com`
 replaces the target. Hard links and byte-range locks are not supported.
 
+Free space: writes that would grow the volume past `free_space_mb` fail with "No space left on device".
+
 Faults: each request pays `latency_ms`; writes are throttled by `bandwidth_bytes_per_s` and count towards
 `drop_after_sftp_bytes` (see `macsim.faults` for the per-connection counting).
 """
@@ -40,10 +42,11 @@ WHEEL_GID = 0
 class _Handle:
     """An open file: the real file and the macOS path it was opened as."""
 
-    def __init__(self, path: str, f: IO[bytes], writable: bool) -> None:
+    def __init__(self, path: str, f: IO[bytes], writable: bool, budget: int = 0) -> None:
         self.path = path
         self.f = f
         self.writable = writable
+        self.budget = budget  # bytes this handle may still grow the disk by (free space at open)
 
 
 def _denied(err: VfsError) -> asyncssh.SFTPError:
@@ -240,7 +243,8 @@ class MacSFTPServer(asyncssh.SFTPServer):
             os.fchmod(fd, mode)  # independent of this process's own umask
             self.fs.set_owner(vpath, self.uid)
         f = os.fdopen(fd, "r+b" if reading and writing else "wb" if writing else "rb", buffering=0)
-        return _Handle(self.fs.canonical(vpath), f, writing)
+        budget = self.mac.free_bytes() if writing else 0  # measured once per open: it walks the disk
+        return _Handle(self.fs.canonical(vpath), f, writing, budget)
 
     async def close(self, file_obj: object) -> None:
         await self._gate()
@@ -258,6 +262,11 @@ class MacSFTPServer(asyncssh.SFTPServer):
         assert isinstance(file_obj, _Handle)
         if not file_obj.writable:
             raise asyncssh.SFTPPermissionDenied("File not open for writing")
+        size = os.fstat(file_obj.f.fileno()).st_size
+        growth = max(0, offset + len(data) - size)
+        if growth > file_obj.budget:
+            raise VfsError(errno.ENOSPC, file_obj.path)  # the volume is full (free_space_mb)
+        file_obj.budget -= growth
         faults = self.spec.faults
         allowed, drop = sftp_allowance(self._conn, faults, len(data))
         await throttle(self._conn, faults, allowed)

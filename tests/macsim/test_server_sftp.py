@@ -134,3 +134,16 @@ async def test_listing_shows_mac_owners(fleet: Fleet, host: SimHost) -> None:
     assert entries["by-root"].attrs.uid == 0
     assert " admin " in entries["by-user"].longname and " staff " in entries["by-user"].longname
     assert " root " in entries["by-root"].longname and " wheel " in entries["by-root"].longname
+
+
+async def test_writes_past_free_space_fail(tmp_path) -> None:
+    from .conftest import small_spec, transport_exec
+
+    spec = small_spec(1, free_space_mb=1)
+    async with Fleet.start(spec, tmp_path / "s", exec_handler=transport_exec) as fleet:
+        host = fleet.hosts["mac-01"]
+        async with connect(fleet, host) as conn, conn.start_sftp_client() as sftp:
+            await _put(sftp, "/tmp/fits", b"f" * 100_000)
+            with pytest.raises(asyncssh.SFTPError, match="No space left on device"):
+                await _put(sftp, "/tmp/too-big", b"t" * 2_000_000)
+        assert host.mac.fs.read_bytes("/tmp/fits") == b"f" * 100_000
