@@ -39,11 +39,15 @@ class ArtifactError(ValueError):
     """An artifact operation refused; the message says why and what to do."""
 
 
-class DmgFormatError(ArtifactError):
+class ArtifactInputError(ArtifactError):
+    """Bad input: no such file, no or malformed version, or not a usable disk image."""
+
+
+class DmgFormatError(ArtifactInputError):
     """Not a usable UDIF disk image (truncated, corrupt, or not a DMG)."""
 
 
-class ArtifactNotFound(ArtifactError):
+class ArtifactNotFound(ArtifactInputError):
     pass
 
 
@@ -198,15 +202,15 @@ def add_artifact(
     version is known, it is malformed, or another image is already stored under that version.
     """
     if not src.is_file():
-        raise ArtifactError(f"{src}: no such file")
+        raise ArtifactInputError(f"{src}: no such file")
     version = version or version_from_filename(src.name)
     if version is None:
-        raise ArtifactError(
+        raise ArtifactInputError(
             f"{src.name}: cannot tell the version from the name (expected 1e.client-macOS_v<version>.dmg); "
             "give --version"
         )
     if not _VERSION.match(version):
-        raise ArtifactError(f"version {version!r} is not dotted numbers like 8.0.1.23")
+        raise ArtifactInputError(f"version {version!r} is not dotted numbers like 8.0.1.23")
     info = validate_dmg(src)
     existing = session.exec(select(Artifact).where(Artifact.sha256 == info.sha256)).first()
     if existing is not None:

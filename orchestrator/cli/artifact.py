@@ -40,7 +40,7 @@ def _fail(console: Console, action: str, params: dict[str, Any], e: Exception) -
     console.error(str(e))
     with session_scope(context.engine()) as s:
         audit.record(s, context.settings().actor, action, {**params, "error": type(e).__name__}, "error")
-    bad_input = isinstance(e, artifacts.DmgFormatError | artifacts.ArtifactNotFound | OSError)
+    bad_input = isinstance(e, artifacts.ArtifactInputError | OSError)
     return typer.Exit(EXIT_BAD_INPUT if bad_input else EXIT_FAILED)
 
 
