@@ -90,6 +90,7 @@ class SimHost:
         self._trusted_cas = trusted_cas
         self._mac: VirtualMac | None = None
         self._boot: asyncio.Future[Any] | None = None
+        self.rebooting = False  # the port stays closed until the reboot finishes
         key_path = state_dir / "ssh_host_ed25519_key"
         self.server = HostServer(spec, key_path, authorized_keys, self, exec_handler)
 
@@ -344,10 +345,11 @@ class Fleet:
                 for err in e.errors()
             )
             raise SpecError(f"{name}: {details}") from None
+        old = host.spec.faults
         host.spec.faults = new
-        if new.refuse_connections:
+        if new.refuse_connections and not old.refuse_connections:
             host.server.close_listener()
-        else:
+        elif old.refuse_connections and not new.refuse_connections and not host.rebooting:
             host.server.open_listener()
         return new
 
@@ -359,9 +361,13 @@ class Fleet:
         """Reboot a host: every connection is reset, the port refuses connections for `downtime`
         seconds, running commands are cancelled, files and keychain are kept, and launchd boots again."""
         host = self.host(name)
-        await host.server.stop()
-        await asyncio.sleep(downtime)
-        await host.reboot_mac()
+        host.rebooting = True
+        try:
+            await host.server.stop()
+            await asyncio.sleep(downtime)
+            await host.reboot_mac()
+        finally:
+            host.rebooting = False
         if not host.spec.faults.refuse_connections:
             host.server.open_listener()
             await host.server.wait_listening()

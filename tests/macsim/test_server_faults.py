@@ -159,3 +159,14 @@ def test_set_faults_rejects_unknown_knob_and_bad_value(fleet: Fleet) -> None:
     with pytest.raises(KeyError, match="no host 'mac-99' in this fleet"):
         fleet.set_faults("mac-99", latency_ms=1)
     assert fleet.hosts["mac-01"].spec.faults.latency_ms == 0  # unchanged after the failures
+
+
+async def test_other_knobs_changed_during_a_reboot_keep_the_port_closed(fleet: Fleet, host: SimHost) -> None:
+    reboot = asyncio.create_task(fleet.reboot("mac-01", downtime=0.5))
+    await asyncio.sleep(0.1)
+    fleet.set_faults("mac-01", latency_ms=1)
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", host.port)
+    await reboot
+    async with connect(fleet, host) as conn:
+        assert (await conn.run("echo up", check=False)).stdout == "up\n"
