@@ -33,6 +33,9 @@ def host_name_problem(name: str) -> str | None:
                 f"{name!r} is not a valid host name: label {label!r} must be 1-63 letters, digits or "
                 "hyphens, not starting or ending with a hyphen (RFC 1123)"
             )
+    if name.rsplit(".", 1)[-1].isdigit():
+        # RFC 1123 §2.1: the highest-level label is never all digits, so a name cannot pass for an address.
+        return f"{name!r} is not a valid host name: its last label is all digits (RFC 1123)"
     return None
 
 

@@ -157,7 +157,14 @@ def dump_yaml(inv: Inventory) -> str:
                 body["vars"] = _plain(g.vars)
             groups[g.name] = body or None
         doc["groups"] = groups
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1 << 16)
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1 << 16)
+    # PyYAML's emitter can write some characters raw (U+0085 NEL in a key) that its reader then folds into
+    # a space; when the readable form does not read back identical, escape everything non-ASCII instead.
+    if yaml.safe_load(text) != doc:
+        text = yaml.safe_dump(
+            doc, sort_keys=False, allow_unicode=False, default_flow_style=False, width=1 << 16
+        )
+    return text
 
 
 def _plain(value: Mapping[str, Any]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _csv_cell(value: str) -> str:
 
 
 def test_ini_inline_vars_follow_ansible_literals() -> None:
-    inv = loads('[lab]\nmac01 a=2222 b="x y" c=[1,2] d=True e=$(id) f=\'quoted; rm\'\n', "h.ini")
+    inv = loads("[lab]\nmac01 a=2222 b=\"x y\" c=[1,2] d=True e=$(id) f='quoted; rm'\n", "h.ini")
     v = inv.host("mac01").vars
     assert v == {"a": 2222, "b": "x y", "c": [1, 2], "d": True, "e": "$(id)", "f": "quoted; rm"}
 
@@ -77,7 +77,10 @@ def test_ini_group_vars_are_text_and_connection_vars_apply_to_hosts() -> None:
 
 
 def test_child_group_connection_vars_win_over_parent() -> None:
-    text = "[parent:children]\nchild\n[child]\nmac01\n[parent:vars]\nansible_user=p\n[child:vars]\nansible_user=c\n"
+    text = (
+        "[parent:children]\nchild\n[child]\nmac01\n"
+        "[parent:vars]\nansible_user=p\n[child:vars]\nansible_user=c\n"
+    )
     assert loads(text, "h.ini").host("mac01").user == "c"
 
 
@@ -99,7 +102,7 @@ def test_host_name_limits() -> None:
     assert loads(f"hosts:\n  - name: {ok}\n", "h.yaml").hosts[0].name == ok
     with pytest.raises(InventoryError, match="at most 253"):
         loads(f"hosts:\n  - name: {ok}c\n", "h.yaml")
-    with pytest.raises(InventoryError, match="label 'a{64}'"):
+    with pytest.raises(InventoryError, match=r"label 'a{64}'"):
         loads(f"hosts:\n  - name: {'a' * 64}.lab\n", "h.yaml")
 
 
@@ -120,7 +123,7 @@ def test_format_override_and_unknown_format() -> None:
     with pytest.raises(InventoryError, match="unknown format 'xml'"):
         loads("hosts: []\n", "h.yaml", "xml")
     # A CSV body forced to be read as our YAML fails as YAML, naming the file.
-    with pytest.raises(InventoryError, match="h.txt:1: "):
+    with pytest.raises(InventoryError, match=r"h\.txt:1: "):
         loads("name,address\nmac01,10.0.0.1\n", "h.txt", "yaml")
 
 
@@ -155,3 +158,11 @@ def test_non_finite_and_unsupported_values_rejected() -> None:
         loads("hosts:\n  - name: mac01\n    vars: {x: .nan}\n", "h.yaml")
     with pytest.raises(InventoryError, match=r"vars.b: a bytes value is not supported"):
         loads("hosts:\n  - name: mac01\n    vars: {b: !!binary aGk=}\n", "h.yaml")
+
+
+def test_all_numeric_top_label_is_not_a_host_name() -> None:
+    # RFC 1123 §2.1: a host name never has the dotted-decimal form, so "10.0.0.300" is neither.
+    with pytest.raises(InventoryError, match=r"hosts.10.0.0.300.name: .*last label is all digits"):
+        loads("hosts:\n  - name: 10.0.0.300\n", "h.yaml")
+    with pytest.raises(InventoryError, match=r"hosts.mac01.address: '59' is not a valid IPv4 address"):
+        loads("hosts:\n  - {name: mac01, address: '59'}\n", "h.yaml")
