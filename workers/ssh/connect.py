@@ -249,7 +249,10 @@ def _auth_options(target: SshTarget, auth: SshAuth, keys: list[asyncssh.SSHKeyPa
     return options
 
 
-async def _load_keys(target: SshTarget, auth: SshAuth) -> list[asyncssh.SSHKeyPair]:
+async def _load_keys(
+    target: SshTarget, auth: SshAuth
+) -> tuple[list[asyncssh.SSHKeyPair], asyncssh.SSHAgentClient | None]:
+    """The key pairs to offer, and the agent client that signs for agent keys (close it after login)."""
     keys: list[asyncssh.SSHKeyPair] = []
     passphrase = auth.key_passphrase.decode("utf-8") if auth.key_passphrase is not None else None
     for path in auth.key_files:
@@ -289,9 +292,13 @@ async def _load_keys(target: SshTarget, auth: SshAuth) -> list[asyncssh.SSHKeyPa
             )
         try:
             keys.extend(await agent.get_keys())
-        finally:
+        except (OSError, asyncssh.Error) as exc:
             agent.close()
-    return keys
+            raise AuthFailed(
+                target.host, target.port, f"the ssh-agent did not list its keys: {exc}", "check ssh-agent"
+            ) from None
+        return keys, agent
+    return keys, None
 
 
 def _unreachable(target: SshTarget, problem: str) -> Unreachable:
@@ -319,8 +326,22 @@ async def connect(
     login timeout expired). ValueError when the policy's known_hosts file cannot be read."""
     timeouts = timeouts or Timeouts()
     check = HostKeyCheck(policy, target.host, target.port)
-    keys = await _load_keys(target, auth)
-    factory = client_factory or _Client
+    keys, agent = await _load_keys(target, auth)
+    try:
+        return await _open(target, auth, timeouts, check, keys, client_factory or _Client)
+    finally:
+        if agent is not None:
+            agent.close()  # agent keys sign only during login
+
+
+async def _open(
+    target: SshTarget,
+    auth: SshAuth,
+    timeouts: Timeouts,
+    check: HostKeyCheck,
+    keys: list[asyncssh.SSHKeyPair],
+    factory: Callable[[HostKeyCheck], asyncssh.SSHClient],
+) -> Connection:
     started = time.monotonic()
     try:
         conn = await asyncssh.connect(
