@@ -9,7 +9,8 @@ Permissions: on create, the mode the client asks for is applied with sshd's usua
 directories the user creates are recorded as the user's in the vfs owner table.
 
 `rename` is SFTP v3 rename: it fails when the target exists (as OpenSSH's does); `posix-rename@openssh.com`
-replaces the target. Hard links and byte-range locks are not supported.
+replaces the target. Hard links and byte-range locks are not supported. Symlinks the user creates are
+not recorded as the user's (the vfs owner table follows links), so they count as root's.
 
 Free space: writes that would grow the volume past `free_space_mb` fail with "No space left on device".
 
@@ -163,7 +164,8 @@ class MacSFTPServer(asyncssh.SFTPServer):
         if real.exists() or real.is_symlink():
             raise VfsError(errno.EEXIST, vnew)
         os.symlink(target, real)
-        self.fs.set_owner(self._nofollow_vpath(vnew), self.uid)
+        # No owner record: the vfs owner table follows symlinks, so recording one here would give the
+        # user ownership of the link's target path instead.
 
     async def link(self, oldpath: bytes, newpath: bytes) -> None:
         raise asyncssh.SFTPOpUnsupported("Hard links are not supported")

@@ -147,3 +147,20 @@ async def test_writes_past_free_space_fail(tmp_path) -> None:
             with pytest.raises(asyncssh.SFTPError, match="No space left on device"):
                 await _put(sftp, "/tmp/too-big", b"t" * 2_000_000)
         assert host.mac.fs.read_bytes("/tmp/fits") == b"f" * 100_000
+
+
+async def test_paths_and_symlinks_never_leave_the_mac(fleet: Fleet, host: SimHost) -> None:
+    async with connect(fleet, host) as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            async with sftp.open("/../../../../../etc/hostname", "rb"):
+                pass  # the host machine's /etc/hostname exists; the Mac's does not
+        await sftp.symlink("/etc/hostname", "/tmp/escape")
+        assert await sftp.readlink("/tmp/escape") == "/etc/hostname"
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            async with sftp.open("/tmp/escape", "rb"):
+                pass
+        await _put(sftp, "/Users/admin/target.txt", b"t")
+        await sftp.symlink("/Users/admin/target.txt", "/tmp/link")
+        async with sftp.open("/tmp/link", "rb") as f:
+            assert await f.read() == b"t"
+    assert host.mac.fs.owner("/private/etc/hostname") == 0  # the link gave the user no claim on its target
