@@ -212,3 +212,15 @@ def test_target_and_auth_validation_messages() -> None:
         SshTarget("h", "", 22)
     with pytest.raises(ValueError, match="no SSH authentication method"):
         SshAuth()
+
+
+async def test_known_hosts_file_without_the_host_falls_back_to_tofu_only_when_allowed(
+    sshd: Sshd, target: SshTarget, auth: SshAuth, timeouts: Timeouts, tmp_path: Path
+) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[10.0.0.9]:22 {_fresh_public_line()}\n")
+    with pytest.raises(HostKeyUnknown):
+        await connect(target, HostKeyPolicy(known_hosts=known), auth, timeouts)
+    policy = HostKeyPolicy(known_hosts=known, trust_on_first_use=True)
+    async with await connect(target, policy, auth, timeouts) as conn:
+        assert conn.host_key_is_new and conn.host_key in sshd.host_keys.values()

@@ -201,3 +201,18 @@ def test_script_text_runs_the_same_in_each_shell(shell: str) -> None:
     assert [s.exit_status for s in steps] == [0, 4, None]
     assert steps[0].stdout == b"x y"
     assert done.returncode == 4
+
+
+async def test_run_on_a_dropped_connection_is_connection_lost(conn: Connection, sshd: Sshd) -> None:
+    import asyncio
+
+    from workers.ssh import ConnectionLost
+
+    sshd.kill_sessions()
+    deadline = time.monotonic() + 5
+    while not conn.is_closed and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    with pytest.raises(ConnectionLost, match="reconnect and retry"):
+        await conn.run(["true"])
+    with pytest.raises(ConnectionLost, match="retry the upload"):
+        await conn.upload(b"x", "/tmp/macfleet-never", "f")
