@@ -10,7 +10,8 @@ directories the user creates are recorded as the user's in the vfs owner table.
 
 `rename` is SFTP v3 rename: it fails when the target exists (as OpenSSH's does); `posix-rename@openssh.com`
 replaces the target. Hard links and byte-range locks are not supported. Symlinks the user creates are
-not recorded as the user's (the vfs owner table follows links), so they count as root's.
+not recorded as the user's (the vfs owner table follows links), so they count as root's: the user can
+remove them where the directory is writable, but not from a sticky directory such as /private/tmp.
 
 Free space: writes that would grow the volume past `free_space_mb` fail with "No space left on device".
 
@@ -348,8 +349,10 @@ class MacSFTPServer(asyncssh.SFTPServer):
         if real.is_dir() and not real.is_symlink():
             # unlink(2) on a directory is EPERM on macOS; OpenSSH reports it as permission denied
             raise asyncssh.SFTPPermissionDenied(os.strerror(errno.EPERM))
+        was_link = real.is_symlink()
         real.unlink()
-        self.fs.forget(self._nofollow_vpath(vpath))
+        if not was_link:  # the owner table follows links: forgetting a link would forget its target
+            self.fs.forget(self._nofollow_vpath(vpath))
 
     def _check_rename(self, vold: str, vnew: str) -> tuple[Path, Path]:
         self._check(self.fs.check_remove, vold)

@@ -160,7 +160,10 @@ async def test_paths_and_symlinks_never_leave_the_mac(fleet: Fleet, host: SimHos
             async with sftp.open("/tmp/escape", "rb"):
                 pass
         await _put(sftp, "/Users/admin/target.txt", b"t")
-        await sftp.symlink("/Users/admin/target.txt", "/tmp/link")
-        async with sftp.open("/tmp/link", "rb") as f:
+        await sftp.symlink("/Users/admin/target.txt", "/Users/admin/link")
+        async with sftp.open("/Users/admin/link", "rb") as f:
             assert await f.read() == b"t"
+        await sftp.remove("/Users/admin/link")
+        assert host.mac.fs.owner("/Users/admin/target.txt") == 501  # removing a link keeps its target's owner
+        assert host.mac.fs.read_bytes("/Users/admin/target.txt") == b"t"
     assert host.mac.fs.owner("/private/etc/hostname") == 0  # the link gave the user no claim on its target
