@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -18,7 +17,7 @@ from typing import Any
 
 import asyncssh
 
-from workers.ssh.errors import AuthFailed, ConnectionLost, TransportError, Unreachable
+from workers.ssh.errors import AuthFailed, ConnectionLost, Unreachable
 from workers.ssh.exec import ExecResult, ScriptResult, build_script, execute, new_marker, render, split_steps
 from workers.ssh.hostkeys import HostKeyCheck, HostKeyPolicy, fingerprint, key_line
 from workers.ssh.sudo import SudoGate, SudoMode, wrap
@@ -316,8 +315,6 @@ async def connect(
     policy: HostKeyPolicy,
     auth: SshAuth,
     timeouts: Timeouts | None = None,
-    *,
-    client_factory: Callable[[HostKeyCheck], asyncssh.SSHClient] | None = None,
 ) -> Connection:
     """Open, authenticate and host-key-check one connection.
 
@@ -328,7 +325,7 @@ async def connect(
     check = HostKeyCheck(policy, target.host, target.port)
     keys, agent = await _load_keys(target, auth)
     try:
-        return await _open(target, auth, timeouts, check, keys, client_factory or _Client)
+        return await _open(target, auth, timeouts, check, keys)
     finally:
         if agent is not None:
             agent.close()  # agent keys sign only during login
@@ -340,7 +337,6 @@ async def _open(
     timeouts: Timeouts,
     check: HostKeyCheck,
     keys: list[asyncssh.SSHKeyPair],
-    factory: Callable[[HostKeyCheck], asyncssh.SSHClient],
 ) -> Connection:
     started = time.monotonic()
     try:
@@ -350,7 +346,7 @@ async def _open(
             username=target.username,
             config=None,
             known_hosts=check.trusted,
-            client_factory=lambda: factory(check),
+            client_factory=lambda: _Client(check),
             x509_trusted_certs=None,
             encryption_algs=ENCRYPTION_ALGS,
             keepalive_interval=timeouts.keepalive_interval,
@@ -391,8 +387,6 @@ async def _open(
         raise _unreachable(target, f"no answer within {waited:.1f} s") from None
     except OSError as exc:
         raise _unreachable(target, f"cannot connect: {exc.strerror or exc}") from None
-    except TransportError:
-        raise
     server_key = conn.get_server_host_key()
     if server_key is None:  # pragma: no cover - asyncssh always has one after a key exchange
         conn.abort()
