@@ -66,6 +66,11 @@ class Redactor:
             b"|".join(re.escape(f.encode("utf-8", "surrogateescape")) for f in ordered)
         )
 
+    def clear(self) -> None:
+        """Forget every registered value."""
+        self._forms.clear()
+        self._pattern = self._bpattern = None
+
     def redact(self, text: str) -> str:
         """text with every registered value masked."""
         if self._pattern is None or not text:

@@ -254,6 +254,9 @@ def orchestrate_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 def _clear_cli_caches() -> None:
     from orchestrator.cli import context
+    from orchestrator.redact import LOG_REDACTOR
+
+    LOG_REDACTOR.clear()  # values registered by an earlier command of this process
 
     for name in ("settings", "engine"):
         fn = getattr(context, name, None)

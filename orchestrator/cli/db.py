@@ -65,6 +65,7 @@ def _errors(console: Console) -> Iterator[None]:
         reason = (str(orig if orig is not None else e).strip().splitlines() or [type(e).__name__])[0]
         url = redacted_url(context.settings().effective_database_url)
         console.error(f"cannot use the database {url}: {reason}")
+        log.info("database error: %s: %s", type(e).__name__, reason)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 

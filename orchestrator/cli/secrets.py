@@ -9,6 +9,7 @@ configuration), 1 when refused (key file exists, secret unknown or in use, a sec
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ from orchestrator.config import ConfigError, configure_logging
 from orchestrator.console import Console
 from orchestrator.redact import LOG_REDACTOR
 from orchestrator.state.db import session_scope
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True, help="Encrypted secrets (passwords, PFX files) and their key.")
 
@@ -76,6 +79,7 @@ def _errors(
 
 def _fail(console: Console, action: str | None, params: dict[str, Any] | None, e: Exception) -> None:
     console.error(str(e))
+    log.info("%s failed: %s: %s", action or "secrets", type(e).__name__, e)
     if action is None or isinstance(e, ConfigError):
         return
     try:

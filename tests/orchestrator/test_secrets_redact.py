@@ -58,3 +58,11 @@ def test_logging_filter_masks_message_args_and_exception() -> None:
     assert "sending *** to sudo" in out
     assert "RuntimeError: sudo said no to ***" in out
     assert PW not in out
+
+
+def test_clear_forgets_values() -> None:
+    r = Redactor(["gone"])
+    r.clear()
+    assert r.redact("gone") == "gone"
+    r.add("back")
+    assert r.redact("back gone") == "*** gone"
