@@ -132,7 +132,8 @@ class PfxImport:
 
 
 def _names(facts: CertFacts) -> list[str]:
-    return ([facts.subject_cn] if facts.subject_cn else []) + list(facts.san_dns)
+    names = ([facts.subject_cn] if facts.subject_cn else []) + list(facts.san_dns)
+    return list(dict.fromkeys(names))  # CN and SAN usually repeat each other
 
 
 def map_device(session: Session, facts: CertFacts, source: str, device_name: str | None = None) -> Device:

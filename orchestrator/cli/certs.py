@@ -364,9 +364,11 @@ def check(
     warn_days: WarnDaysOpt = 30,
     json_out: JsonOpt = False,
 ) -> None:
-    """One row a device: its certificate's status against its host name and the known CAs.
+    """Check each device's certificate against its host name and the known CAs.
 
-    Exits 1 when any device's certificate is not usable (expiring soon is a warning, not a failure).
+    One row a device: ok / no certificate / name mismatch / expired / not yet valid / expiring / wrong usage /
+    chain incomplete / CA unknown, with the reason. Exits 1 when any device's certificate is not usable
+    (expiring soon is a warning, not a failure).
     """
     from orchestrator import inventory_store
 
@@ -430,8 +432,10 @@ def profile(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write an unsigned configuration profile that trusts the CA certificates (install it by MDM or by hand
-    where `security add-trusted-cert` is refused over SSH)."""
+    """Write a configuration profile (.mobileconfig) that trusts the known CAs.
+
+    Unsigned; install it by MDM or by hand on Macs where `security add-trusted-cert` is refused over SSH.
+    """
     console = Console(json_mode=json_out)
     with _errors(console):
         with session_scope(context.engine()) as s:
@@ -464,8 +468,11 @@ def issue(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Lab only: issue one client identity per device (CN = SAN = its host name, EKU clientAuth, KU
-    digitalSignature + keyEncipherment, chain included) from a lab CA, and store them."""
+    """Lab only: issue a client PFX per device from a lab CA, and store it.
+
+    CN = SAN DNS = the device's host name, EKU clientAuth, KU digitalSignature + keyEncipherment, the CA
+    certificate included; protected with the legacy algorithms macOS imports.
+    """
     from orchestrator import inventory_store
     from orchestrator.certs.pfx import one_time_password
 
