@@ -140,8 +140,8 @@ class VirtualMac:
                 self.fs.write_bytes(path, src.read_bytes(), mode=0o755)
 
     def alloc_pid(self) -> int:
+        # Not persisted on its own: a pid is cheap to reuse after a reboot, a file write per exec is not.
         self.state.next_pid += 1
-        self.save_state()
         return self.state.next_pid
 
     # ---- command log ------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import shutil
 import socket
 from pathlib import Path
@@ -161,10 +160,6 @@ async def test_example_fleet_starts_with_artifacts(tmp_path: Path) -> None:
             assert (await conn.run("hostname", check=False)).stdout == "finance-mbp-07.corp.example.test\n"
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("macsim.client1e.preinstall") is None,
-    reason="waiting for macsim.client1e.preinstall.preinstall(mac, version, switch, background_url, running)",
-)
 async def test_installed_client_is_set_up_at_host_creation(tmp_path: Path) -> None:
     spec = small_spec(1, installed_client={"version": "8.0.1.23"})
     async with Fleet.start(spec, tmp_path / "s") as fleet:

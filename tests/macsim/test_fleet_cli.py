@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -97,7 +96,6 @@ def test_usage_errors_exit_2(capsys) -> None:
     assert "the following arguments are required: --spec" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("macsim.artifacts.dmg") is None, reason="DMG writer not landed")
 def test_artifacts_writes_dmgs_and_certificates(tmp_path: Path) -> None:
     spec = tmp_path / "f.yaml"
     spec.write_text("hosts:\n  - name: a\n  - name: b\n    host_name: b.corp.test\n")
