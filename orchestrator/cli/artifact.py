@@ -81,6 +81,7 @@ def list_(json_out: JsonOpt = False) -> None:
     console = Console(json_mode=json_out)
     with session_scope(context.engine()) as s:
         rows = [_row(a) for a in artifacts.list_artifacts(s)]
+        audit.record(s, context.settings().actor, "artifact.list", {"count": len(rows)})
     if json_out:
         console.json(rows)
         return

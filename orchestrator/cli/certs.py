@@ -134,6 +134,7 @@ def ca_list(json_out: JsonOpt = False) -> None:
     console = Console(json_mode=json_out)
     with session_scope(context.engine()) as s:
         rows = store.list_cas(s)
+        audit.record(s, context.settings().actor, "certs.ca.list", {"count": len(rows)})
     data: list[dict[str, Any]] = [
         {
             "id": r.id,
@@ -326,6 +327,7 @@ def list_(
     console = Console(json_mode=json_out)
     with session_scope(context.engine()) as s:
         rows = store.list_client_certs(s, include_inactive=all_)
+        audit.record(s, context.settings().actor, "certs.list", {"all": all_, "count": len(rows)})
     data: list[dict[str, Any]] = [
         {
             "id": c.id,

@@ -179,3 +179,30 @@ def test_real_pfx_statuses(leaf: m.Leaf, chain: str, status: CertStatus) -> None
     assert facts is not None
     v = check_client_cert(facts, "mac-01.local", [describe(lab["root"][0])], m.NOW, 30)
     assert v.status == status, v.reason
+
+
+def test_lab_ca_key_errors() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from orchestrator.certs.issue import IssueError, check_ca_pair, issue_client_cert, load_ca_key
+
+    k = m.key(1)
+    enc = k.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"x"),
+    )
+    with pytest.raises(IssueError, match=r"ca\.key: the key is encrypted"):
+        load_ca_key(enc, "ca.key")
+    with pytest.raises(IssueError, match=r"ca\.key: not a PEM or DER private key"):
+        load_ca_key(b"nonsense", "ca.key")
+    lab = m.lab()
+    _, leaf = m.make_leaf(m.Leaf(), lab["inter"])
+    with pytest.raises(IssueError, match="does not belong"):
+        check_ca_pair(lab["root"][0], m.key(2))
+    with pytest.raises(IssueError, match=r"has no basicConstraints|is not a CA"):
+        check_ca_pair(leaf, m.key(10))
+    _key, cert = issue_client_cert(lab["root"][0], lab["root"][1], "Mac-Lab.local", m.NOW, days=10)
+    f = describe(cert)
+    assert f.subject_cn == "Mac-Lab.local" and f.san_dns == ("Mac-Lab.local",) and f.eku == ("clientAuth",)
+    assert f.authority_key_id == describe(lab["root"][0]).subject_key_id
