@@ -155,8 +155,11 @@ def _wait_banner(process: subprocess.Popen[bytes], port: int, timeout: float) ->
     return False
 
 
-def start_sshd(base: Path) -> Sshd:
+def start_sshd(base: Path, run_as: str | None = None) -> Sshd:
     """Start sshd with everything under `base` (created, and removed again by `stop`).
+
+    `run_as` (root only): run sshd as that unprivileged account, which is then the only one that can log
+    in — a non-root session, as on a Mac (OpenSSH honours "signal" requests only in such sessions).
 
     Raises SshdMissing when sshd is absent, RuntimeError (with sshd's log) when it will not start."""
     if not SSHD.is_file():
@@ -164,7 +167,9 @@ def start_sshd(base: Path) -> Sshd:
             f"{SSHD} not found: run scripts/setup (as root it installs openssh-server) — the transport "
             "tests need a real OpenSSH server"
         )
-    as_root = os.geteuid() == 0
+    if run_as is not None and os.geteuid() != 0:
+        raise ValueError("run_as needs root")
+    as_root = os.geteuid() == 0 and run_as is None
     if as_root and not _PRIVSEP_DIR.is_dir():
         # what the distribution's service unit would create at boot; sshd refuses to start without it
         _PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -183,6 +188,9 @@ def start_sshd(base: Path) -> Sshd:
     authorized.write_text(client_pub + "\n")
     config = base / "sshd_config"
     log = base / "sshd.log"
+    if run_as is not None:
+        for path in [base, *base.iterdir()]:
+            shutil.chown(path, user=run_as)
     for _attempt in range(3):  # the probed port may be taken before sshd binds it
         port = _free_port()
         config.write_text(
@@ -196,12 +204,14 @@ def start_sshd(base: Path) -> Sshd:
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
+                user=run_as,  # Popen drops to it in the child, so the PID we hold is sshd itself
+                extra_groups=[] if run_as else None,
             )
         if _wait_banner(process, port, timeout=15):
             return Sshd(
                 base=base,
                 port=port,
-                user=getpass.getuser(),
+                user=run_as or getpass.getuser(),
                 client_key=client_key,
                 host_keys=host_keys,
                 process=process,

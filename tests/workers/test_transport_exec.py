@@ -216,3 +216,53 @@ async def test_run_on_a_dropped_connection_is_connection_lost(conn: Connection, 
         await conn.run(["true"])
     with pytest.raises(ConnectionLost, match="retry the upload"):
         await conn.upload(b"x", "/tmp/macfleet-never", "f")
+
+
+def _unprivileged_login_account() -> str | None:
+    """An existing non-root account with a real login shell, to run a non-root sshd as (root only)."""
+    import pwd
+
+    shells = set()
+    if os.path.exists("/etc/shells"):
+        shells = {line.strip() for line in open("/etc/shells") if line.strip().startswith("/")}
+    for entry in pwd.getpwall():
+        if entry.pw_uid >= 1000 and entry.pw_shell in shells and os.path.isdir(entry.pw_dir):
+            return entry.pw_name
+    return None
+
+
+async def test_timeout_kills_the_command_in_a_non_root_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The Mac case: an admin (non-root) login, where OpenSSH honours the TERM/KILL signal requests."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.workers.sshd import start_sshd
+    from workers.ssh import HostKeyPolicy, SshAuth, SshTarget, connect
+
+    if os.geteuid() == 0:
+        account = _unprivileged_login_account()
+        if account is None:
+            pytest.skip("running as root and no unprivileged login account exists to run a non-root sshd as")
+        server = start_sshd(Path(tempfile.mkdtemp(prefix="macfleet-sshd-user-")), run_as=account)
+    else:
+        server = start_sshd(Path(tempfile.mkdtemp(prefix="macfleet-sshd-user-")))
+    tag = f"sleep 30.{secrets.randbelow(10**8):08d}"
+    try:
+        conn = await connect(
+            SshTarget("127.0.0.1", server.user, server.port),
+            HostKeyPolicy.pin(list(server.host_keys.values())),
+            SshAuth(key_files=(server.client_key,)),
+        )
+        async with conn:
+            with pytest.raises(CommandTimeout):
+                await conn.run(["sh", "-c", f"exec {tag}"], timeout=1.0)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and _running(tag):
+                time.sleep(0.05)
+            assert not _running(tag), "the timed-out command is still running on the server"
+    finally:
+        for pid in _pids(tag):
+            os.kill(pid, 9)
+        server.stop()
