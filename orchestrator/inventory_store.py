@@ -249,13 +249,16 @@ def import_inventory(
             report.unchanged.append(host.name)
     session.flush()
 
-    existing = session.exec(select(GroupMember)).all()
+    by_device: dict[str, list[GroupMember]] = {}
+    for m in session.exec(select(GroupMember)).all():
+        by_device.setdefault(m.device_id, []).append(m)
+    unchanged = set(report.unchanged)
     for host in inv.hosts:
         d = devices[host.name]
-        if host.name in report.unchanged:
+        if host.name in unchanged:
             continue
-        for m in existing:
-            if m.device_id == d.id and id_to_group.get(m.group_id) not in host.groups:
+        for m in by_device.get(d.id, []):
+            if id_to_group.get(m.group_id) not in host.groups:
                 session.delete(m)
         have_groups = set(memberships.get(d.id, []))
         for gname in host.groups:

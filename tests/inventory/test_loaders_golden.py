@@ -166,3 +166,11 @@ def test_all_numeric_top_label_is_not_a_host_name() -> None:
         loads("hosts:\n  - name: 10.0.0.300\n", "h.yaml")
     with pytest.raises(InventoryError, match=r"hosts.mac01.address: '59' is not a valid IPv4 address"):
         loads("hosts:\n  - {name: mac01, address: '59'}\n", "h.yaml")
+
+
+def test_ini_values_that_look_like_code_stay_text(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    call = f"__import__('os').system('touch {marker}')"
+    inv = loads(f'[lab]\nmac01 x="{call}" y="$(touch {marker})"\n', "h.ini")
+    assert inv.host("mac01").vars == {"x": call, "y": f"$(touch {marker})"}
+    assert not marker.exists()
