@@ -20,8 +20,14 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """``FILE:LINE: FIELD: MESSAGE`` with control characters escaped (a hostile name cannot drive the
+        terminal)."""
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.field}: {self.message}"
+        return _printable(f"{where}: {self.field}: {self.message}")
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class InventoryError(ValueError):

@@ -174,3 +174,10 @@ def test_ini_values_that_look_like_code_stay_text(tmp_path: Path) -> None:
     inv = loads(f'[lab]\nmac01 x="{call}" y="$(touch {marker})"\n', "h.ini")
     assert inv.host("mac01").vars == {"x": call, "y": f"$(touch {marker})"}
     assert not marker.exists()
+
+
+def test_error_text_escapes_control_characters() -> None:
+    with pytest.raises(InventoryError) as exc:
+        loads('name,"ev\x1b[2Jil"\nmac01,x\n', "h.csv")
+    assert exc.value.problems[0].field == "ev\x1b[2Jil"  # the raw field, for programs
+    assert "\x1b" not in str(exc.value) and "ev\\x1b[2Jil" in str(exc.value)

@@ -139,3 +139,35 @@ def test_hostile_var_values_are_kept_byte_identical(yaml_value: str, csv_value: 
     assert loads(text, "h.yaml").host("mac01").vars["v"].encode() == yaml_value.encode()
     inv = Inventory((HostEntry("mac01", "mac01", vars={"v": csv_value}),))
     assert loads(dump_csv(inv), "h.csv").host("mac01").vars["v"] == csv_value
+
+
+CSV_FIELDS = ["name", "address", "port", "user", "auth", "expected_hostname"]
+
+
+@FAST
+@given(st.sampled_from(CSV_FIELDS), st.text(min_size=1, max_size=30))
+def test_hostile_csv_cells_rejected_or_exact(field: str, value: str) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO(newline="")
+    row = {"name": "mac01", field: value}
+    w = csv.writer(buf)
+    w.writerow(list(row))
+    w.writerow(list(row.values()))
+    try:
+        inv = loads(buf.getvalue(), "h.csv", "csv")
+    except InventoryError as e:
+        p = e.problems[0]
+        assert (p.file, p.line) == ("h.csv", 2) and p.field.startswith("hosts")
+        return
+    h = inv.hosts[0]
+    got = {
+        "name": h.name,
+        "address": h.address,
+        "port": value if h.port == int(value) else h.port,  # a port is a number: "022" is 22
+        "user": h.user,
+        "auth": h.auth.to_ref() if h.auth else None,
+        "expected_hostname": h.expected_hostname,
+    }[field]
+    assert got == value
