@@ -146,7 +146,9 @@ class VirtualMac:
 
     # ---- command log ------------------------------------------------------------------------------
     def log_start(self, user: str, command: str) -> CommandRecord:
-        rec = CommandRecord(seq=len(self.commands) + 1, started=time.time(), ended=None, user=user, command=command)
+        rec = CommandRecord(
+            seq=len(self.commands) + 1, started=time.time(), ended=None, user=user, command=command
+        )
         self.commands.append(rec)
         return rec
 

@@ -132,7 +132,8 @@ class FleetSpec(_Strict):
         ports: dict[int, str] = {}
         for i, h in enumerate(self.hosts):
             if h.name in seen:
-                raise ValueError(f"hosts[{i}].name: duplicate host name {h.name!r} (first at hosts[{seen[h.name]}])")
+                first = seen[h.name]
+                raise ValueError(f"hosts[{i}].name: duplicate host name {h.name!r} (first at hosts[{first}])")
             seen[h.name] = i
             if h.port:
                 if h.port in ports:

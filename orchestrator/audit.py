@@ -17,7 +17,8 @@ _SECRET_KEYS = ("password", "passphrase", "secret", "token", "key")
 def _scrub(params: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in params.items():
-        if any(s in k.lower() for s in _SECRET_KEYS) and not k.lower().endswith(("_ref", "_id", "_file", "_env")):
+        is_reference = k.lower().endswith(("_ref", "_id", "_file", "_env"))
+        if any(s in k.lower() for s in _SECRET_KEYS) and not is_reference:
             out[k] = "***"
         elif isinstance(v, Mapping):
             out[k] = _scrub(v)
@@ -26,8 +27,11 @@ def _scrub(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record(session: Session, actor: str, action: str, params: Mapping[str, Any], outcome: str = "ok") -> AuditEvent:
+def record(
+    session: Session, actor: str, action: str, params: Mapping[str, Any], outcome: str = "ok"
+) -> AuditEvent:
     """Add an audit event to the session (committed with the caller's transaction)."""
-    ev = AuditEvent(actor=actor, action=action, params_json=json.dumps(_scrub(params), default=str), outcome=outcome)
+    params_json = json.dumps(_scrub(params), default=str)
+    ev = AuditEvent(actor=actor, action=action, params_json=params_json, outcome=outcome)
     session.add(ev)
     return ev

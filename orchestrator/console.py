@@ -14,7 +14,10 @@ from rich.table import Table
 class Console:
     def __init__(self, json_mode: bool = False) -> None:
         self.json_mode = json_mode
+        # Piped output (scripts, CI logs) gets a wide table instead of Rich's 80-column default.
         self.out = RichConsole(soft_wrap=True, highlight=False)
+        if not self.out.is_terminal:
+            self.out = RichConsole(soft_wrap=True, highlight=False, width=160)
         self.err = RichConsole(stderr=True, soft_wrap=True, highlight=False)
 
     def info(self, msg: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 app = typer.Typer(
@@ -10,18 +12,33 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+_registered = False
 
 
 def _register() -> None:
-    from orchestrator.cli import artifact, certs, db, inventory, secrets
+    """Attach every command group once (tests call this too)."""
+    global _registered
+    if _registered:
+        return
+    from orchestrator.cli import artifact, certs, db, demo, inventory, secrets
 
     app.add_typer(inventory.app, name="inventory")
     app.add_typer(certs.app, name="certs")
     app.add_typer(secrets.app, name="secrets")
     app.add_typer(artifact.app, name="artifact")
     app.add_typer(db.app, name="db")
+    app.command("demo")(demo.demo)
+    _registered = True
 
 
 def main() -> None:
+    from orchestrator.config import ConfigError
+    from orchestrator.console import Console
+
     _register()
-    app()
+    try:
+        app()
+    except ConfigError as e:
+        # A bad orchestrate.toml or ORCHESTRATE_* value: say which, without a traceback.
+        Console().error(str(e))
+        sys.exit(2)
