@@ -384,3 +384,10 @@ class MacSFTPServer(asyncssh.SFTPServer):
         os.replace(old, new)
         self.fs.forget(dst)
         self.fs.moved(src, dst)
+
+    def exit(self) -> None:
+        """End the session as sshd ends OpenSSH's sftp-server: with exit status 0 on the channel.
+
+        asyncssh closes the subsystem channel without one; OpenSSH's `scp` (SFTP mode, the default since
+        OpenSSH 9) then sees ssh exit 255 and fails with status 1 although every file arrived."""
+        self.channel.exit(0)  # no-op once the channel is closing (a reset connection)

@@ -128,3 +128,15 @@ async def test_sftp_put_into_library_is_denied(fleet: Fleet, host: SimHost, know
     assert rc != 0
     assert b"Permission denied" in err
     assert not host.mac.fs.exists("/Library/LaunchDaemons/x.plist")
+
+
+@pytest.mark.skipif(not shutil.which("scp"), reason="needs scp (openssh-client)")
+async def test_scp_upload_exits_zero(fleet: Fleet, host: SimHost, known_hosts: Path, tmp_path: Path) -> None:
+    """OpenSSH >= 9 `scp` runs over SFTP and fails (status 1) unless the subsystem reports exit status 0."""
+    local = tmp_path / "ca.cer"
+    local.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    argv = ["scp", *_common(fleet, known_hosts), "-P", str(host.port), str(local),
+            f"{host.spec.user}@127.0.0.1:/private/tmp/"]
+    rc, _, err = await _run(argv)
+    assert rc == 0, err
+    assert host.mac.fs.read_bytes("/private/tmp/ca.cer") == local.read_bytes()
