@@ -10,7 +10,7 @@ from typing import Literal
 from macsim.shell.fileaccess import read_operand, usage
 from macsim.shell.options import UsageError, getopt
 from macsim.shell.proc import Proc, Runner, Tool
-from macsim.shell.resolve import ExecError
+from macsim.shell.resolve import ExecError, run_tool, script_mark
 
 
 def runner_of(p: Proc) -> Runner:
@@ -259,6 +259,11 @@ async def shell(p: Proc) -> int:
                 else f"{name}: can't open input file: {args[0]}"
             )
             return 126 if dialect == "sh" else 127
+        program = script_mark(data[:512].encode())
+        if program is not None:
+            # an emulated 1E script (1E.Client.updateconf.sh...) does as `sh FILE ARGS` what it does run
+            # directly: the guide runs updateconf.sh exactly so
+            return await run_tool(replace(p, argv=list(args)), program, scripts=True)
         text, arg0, positional, script = data, args[0], args[1:], args[0]
     st = state_from_proc(p, dialect, arg0, positional, script=script)
     st.errexit, st.nounset = errexit, nounset

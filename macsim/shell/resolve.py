@@ -106,6 +106,15 @@ async def run_tool(p: Proc, tool_name: str, scripts: bool = False) -> int:
         return 1
 
 
+def script_mark(head: bytes) -> str | None:
+    """The 1E program a file holds (`#!macsim-script NAME` on one of its first two lines), else None."""
+    for line in head.split(b"\n")[:2]:
+        m = _SCRIPT_MARK.match(line)
+        if m:
+            return m.group(1).decode()
+    return None
+
+
 async def run_file(p: Proc, path: str) -> int:
     """Run the executable at `path` (already resolved and permission-checked) with `p`. Dispatches on its
     content. Raises ExecError when it is not something we can run."""
@@ -113,10 +122,9 @@ async def run_file(p: Proc, path: str) -> int:
     if head.startswith(TOOL_MAGIC):
         name = head[len(TOOL_MAGIC) :].split(b"\n", 1)[0].decode().strip()
         return await run_tool(p, name)
-    for line in head.split(b"\n")[:2]:
-        m = _SCRIPT_MARK.match(line)
-        if m:
-            return await run_tool(p, m.group(1).decode(), scripts=True)
+    script = script_mark(head)
+    if script is not None:
+        return await run_tool(p, script, scripts=True)
     m = _SHELL_SHEBANG.match(head)
     if m or (head and not head.startswith(b"#!") and b"\0" not in head):
         dialect = m.group(1).decode() if m else "sh"

@@ -160,3 +160,17 @@ async def test_softwareupdate_rosetta_on_each_arch(tmp_path: Path) -> None:
     assert "usage: softwareupdate <cmd> [<args> ...]" in r.err and not intel.state.rosetta
     r = await run(softwareupdate, arm, ["softwareupdate", "-l"])
     assert r.rc == 1 and "usage: softwareupdate" in r.err
+
+
+async def test_updateconf_run_with_sh_as_the_guide_types_it(mac: VirtualMac) -> None:
+    """`sudo sh '.../1E.Client.updateconf.sh' CONF SWITCH=...`: `sh FILE` runs the emulated script."""
+    from tests.macsim.shell_fixtures import run as shell_run
+
+    await run(install_sh, mac, [_stage(mac, "8.0.1.23"), SW, BG])
+    r = await shell_run(mac, "sudo sh '/Library/Application Support/1E/Client/1E.Client.updateconf.sh' "
+                             f"'{paths.CONF}' SWITCH='a.lab:4000;b.lab:4000' BACKGROUNDCHANNELURL='https://a.lab/B/'")
+    assert r.status == 0, r.err
+    conf = parse_conf(mac.fs.read_text(paths.CONF))
+    assert (conf["Switch"], conf["BackgroundChannelUrl"]) == ("a.lab:4000;b.lab:4000", "https://a.lab/B/")
+    bad = await shell_run(mac, f"sudo sh '{paths.UPDATECONF}' '{paths.CONF}' FROBNICATE=1")
+    assert (bad.status, bad.err) == (1, "1E.Client.updateconf.sh: unknown property 'FROBNICATE'\n")
