@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,6 +15,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _registered = False
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG (secrets masked).")] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="Also log to this file.")] = None,
+) -> None:
+    """Roll the 1E Client out to fleets of Macs over SSH, and keep it installed, upgraded and configured."""
+    if verbose or log_file:
+        from orchestrator.cli import context
+        from orchestrator.config import configure_logging
+
+        configure_logging(context.settings(), verbose=verbose, log_file=log_file)
 
 
 def _register() -> None:
