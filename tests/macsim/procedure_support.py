@@ -86,7 +86,12 @@ class AsyncsshSession:
         self._conn = conn
 
     async def run(self, command: str, stdin: str | None = None) -> Result:
-        r = await asyncio.wait_for(self._conn.run(command, input=stdin, check=False), COMMAND_TIMEOUT)
+        # stdin always ends (EOF), as with `ssh host cmd < /dev/null`: a tool asking a question gets no answer
+        if stdin is None:
+            run = self._conn.run(command, stdin=asyncssh.DEVNULL, check=False)
+        else:
+            run = self._conn.run(command, input=stdin, check=False)
+        r = await asyncio.wait_for(run, COMMAND_TIMEOUT)
         return Result(r.exit_status if r.exit_status is not None else -1, str(r.stdout), str(r.stderr))
 
     async def upload(self, local: list[Path], remote_dir: str) -> None:
