@@ -258,8 +258,8 @@ async def assert_connected(sess: Session, version: str, switch: str = SWITCH) ->
     r = await ok(sess, "sudo launchctl list | grep -i 1e")
     fields = r.stdout.split()
     assert fields[-1] == paths.LABEL and fields[0].isdigit(), r.stdout
-    tail = await ok(sess, f"tail -n 1 {paths.CLIENT_LOG}")
-    assert f"Connected to Switch {switch} as {sess.host.hostname}" in tail.stdout
+    tail = await ok(sess, f"tail {paths.CLIENT_LOG}")  # as the guide says (without -f: it must end)
+    assert f"Connected to Switch {switch} as {sess.host.hostname}" in tail.stdout.splitlines()[-1]
     job = sess.host.mac.state.launchd[paths.LABEL]
     assert job, "the job is loaded"
     info = await ok(sess, f"pkgutil --pkg-info {paths.PKG_ID}")

@@ -8,12 +8,14 @@ re-import with -T) and the documented uninstall. Reference: ../shared/reference/
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from cryptography import x509
 
 from macsim.client1e import paths
 from macsim.fleet import Fleet, SimHost
@@ -83,8 +85,6 @@ async def test_manual_procedure_over_asyncssh_on_intel(fleet: Fleet, arts: Artif
     assert len(ident) == 1
     assert ident[0].key.allows(paths.BINARY, _binary_sha256(fleet, "intel-01"))
     for ca in (arts.certs.lab_ca.pem, arts.certs.switch_ca.pem):
-        from cryptography import x509
-
         sha1 = cert_sha1(cert_der(x509.load_pem_x509_certificate(ca.read_bytes())))
         trust = mac.keychain.trust_for(sha1)
         assert trust is not None and trust.domain == "admin"
@@ -94,8 +94,6 @@ async def test_manual_procedure_over_asyncssh_on_intel(fleet: Fleet, arts: Artif
 
 
 def _binary_sha256(fleet: Fleet, name: str) -> str:
-    import hashlib
-
     return hashlib.sha256(fleet.hosts[name].mac.fs.read_bytes(paths.BINARY)).hexdigest()
 
 
