@@ -54,7 +54,7 @@ def load_csv(text: str, file: str = "<inventory>") -> Inventory:
         except csv.Error as e:
             raise b.fail(line, "row", f"malformed CSV: {e}") from None
         row_line, line = line, reader.line_num + 1  # a quoted cell may span lines: the row starts here
-        if not any(cell.strip() for cell in row):
+        if not any(row):  # a blank line; a row of whitespace cells is data and is validated (never dropped)
             continue
         if len(row) != len(columns):
             b.problem(row_line, "row", f"{len(row)} cells, but the header has {len(columns)} columns")

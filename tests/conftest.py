@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
+
+# CI runs the property tests with a fixed seed so a submission's result does not depend on luck; a developer's
+# run explores new examples (and hypothesis replays any failure it finds from its database).
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 PG_ROLE = "macfleet"
 PG_PASSWORD = "macfleet-test-pw"  # a throwaway role on a private loopback server; not a secret

@@ -135,7 +135,9 @@ def test_hostile_field_values_rejected_or_exact(field: str, value: str) -> None:
 @FAST
 @given(st.text(), st.text(min_size=1))
 def test_hostile_var_values_are_kept_byte_identical(yaml_value: str, csv_value: str) -> None:
-    text = yaml.safe_dump({"hosts": [{"name": "mac01", "vars": {"v": yaml_value}}]}, allow_unicode=True)
+    # Escaped output: PyYAML's emitter writes some characters raw (U+0085 in a plain scalar) that its own
+    # reader then folds into a space, so an allow_unicode dump is not a faithful representation to test with.
+    text = yaml.safe_dump({"hosts": [{"name": "mac01", "vars": {"v": yaml_value}}]}, allow_unicode=False)
     assert loads(text, "h.yaml").host("mac01").vars["v"].encode() == yaml_value.encode()
     inv = Inventory((HostEntry("mac01", "mac01", vars={"v": csv_value}),))
     assert loads(dump_csv(inv), "h.csv").host("mac01").vars["v"] == csv_value
