@@ -21,37 +21,8 @@ from macsim.client1e import paths
 from macsim.keychain import AppAccess, CertItem, KeyItem, TrustSetting, cert_label, cert_sha1, public_key_hash
 from macsim.mac import VirtualMac
 from macsim.shell.proc import Proc, Session, Tool
+from macsim.shell.streams import BufferOutput, BytesStdin
 from macsim.spec import HostSpec
-
-
-class MemIn:
-    def __init__(self, data: bytes = b"") -> None:
-        self.data = data
-
-    async def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            out, self.data = self.data, b""
-        else:
-            out, self.data = self.data[:n], self.data[n:]
-        return out
-
-    async def readline(self) -> bytes:
-        i = self.data.find(b"\n")
-        end = len(self.data) if i < 0 else i + 1
-        out, self.data = self.data[:end], self.data[end:]
-        return out
-
-
-class MemOut:
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def write(self, data: bytes | str) -> None:
-        self.buf += data.encode() if isinstance(data, str) else data
-
-    @property
-    def text(self) -> str:
-        return self.buf.decode()
 
 
 @dataclass
@@ -70,7 +41,7 @@ def make_mac(tmp_path: Path, **spec: Any) -> VirtualMac:
 async def run(
     tool: Tool, mac: VirtualMac, argv: list[str], uid: int = 0, stdin: bytes = b"", cwd: str = "/"
 ) -> Result:
-    out, err = MemOut(), MemOut()
+    out, err = BufferOutput(), BufferOutput()
     p = Proc(
         mac=mac,
         argv=argv,
@@ -78,13 +49,13 @@ async def run(
         cwd=cwd,
         uid=uid,
         user="root" if uid == 0 else mac.spec.user,
-        stdin=MemIn(stdin),
+        stdin=BytesStdin(stdin),
         stdout=out,
         stderr=err,
         session=Session(),
     )
     rc = await tool(p)
-    return Result(rc, out.text, err.text, bytes(out.buf))
+    return Result(rc, out.text(), err.text(), out.getvalue())
 
 
 # ---- PKI --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from macsim.artifacts.certs import CertArtifacts, write_cert_artifacts
 from macsim.mac import VirtualMac
 from macsim.shell.proc import Proc, Session
+from macsim.shell.streams import BufferOutput, BytesStdin
 from macsim.spec import Faults, HostSpec
 from macsim.tools.security import TOOLS
 
@@ -22,34 +23,6 @@ HOST_NAME = "mac-01.local"
 CLIENT_BIN = "/Library/Application Support/1E/Client/1E.Client"
 
 
-class MemStdin:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            out, self._data = self._data, b""
-        else:
-            out, self._data = self._data[:n], self._data[n:]
-        return out
-
-    async def readline(self) -> bytes:
-        i = self._data.find(b"\n")
-        end = len(self._data) if i < 0 else i + 1
-        out, self._data = self._data[:end], self._data[end:]
-        return out
-
-
-class MemOut:
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def write(self, data: bytes | str) -> None:
-        self.buf += data.encode() if isinstance(data, str) else data
-
-    @property
-    def text(self) -> str:
-        return self.buf.decode()
 
 
 @dataclass
@@ -60,7 +33,7 @@ class Result:
 
 
 async def run(mac: VirtualMac, argv: list[str], uid: int = 0, stdin: bytes = b"", cwd: str = "/") -> Result:
-    out, err = MemOut(), MemOut()
+    out, err = BufferOutput(), BufferOutput()
     p = Proc(
         mac=mac,
         argv=argv,
@@ -68,13 +41,13 @@ async def run(mac: VirtualMac, argv: list[str], uid: int = 0, stdin: bytes = b""
         cwd=cwd,
         uid=uid,
         user="root" if uid == 0 else mac.spec.user,
-        stdin=MemStdin(stdin),
+        stdin=BytesStdin(stdin),
         stdout=out,
         stderr=err,
         session=Session(),
     )
     status = await TOOLS["security"](p)
-    return Result(status, out.text, err.text)
+    return Result(status, out.text(), err.text())
 
 
 def make_mac(tmp_path: Path, **spec: object) -> VirtualMac:
@@ -107,7 +80,7 @@ def arts(tmp_path_factory: pytest.TempPathFactory) -> CertArtifacts:
 def test_memstdin_readline_keeps_a_last_line_without_newline() -> None:
     import asyncio
 
-    s = MemStdin(b"a\nb")
+    s = BytesStdin(b"a\nb")
     assert asyncio.run(s.readline()) == b"a\n"
     assert asyncio.run(s.readline()) == b"b"
     assert asyncio.run(s.readline()) == b""
