@@ -17,7 +17,7 @@ class Console:
         # Piped output (scripts, CI logs) gets a wide table instead of Rich's 80-column default.
         self.out = RichConsole(soft_wrap=True, highlight=False)
         if not self.out.is_terminal:
-            self.out = RichConsole(soft_wrap=True, highlight=False, width=160)
+            self.out.width = 160
         self.err = RichConsole(stderr=True, soft_wrap=True, highlight=False)
 
     def info(self, msg: str) -> None:
