@@ -1,0 +1,223 @@
+"""The vocabulary every workflow speaks: commands, uploads, no-ops, refusals, plans and step definitions.
+
+A step planner is a pure function `(facts, params) -> Plan`. The runner (workers/) turns plans into SSH
+execs and SFTP uploads; nothing here does I/O. Secrets never appear in a plan: a command that needs one on
+its stdin names the input (`stdin="identity-import"`) and the runner supplies the bytes at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Command:
+    """One argv list to run on the Mac.
+
+    sudo: run as root (through the device's sudo mode). mutating: changes the Mac (a re-run of a finished
+    workflow must issue none). stdin: the name of an input the runner feeds (never the value); every other
+    command gets an empty stdin. ok_codes: exit statuses that count as success. unless: a read-only probe
+    argv run first (same privileges); when it exits 0 the command is skipped and recorded as a no-op (used
+    where the only trustworthy check needs a file we push, e.g. `security verify-cert` of a CA)."""
+
+    argv: tuple[str, ...]
+    sudo: bool = True
+    mutating: bool = True
+    stdin: str | None = None
+    ok_codes: tuple[int, ...] = (0,)
+    unless: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for words in (self.argv, self.unless if self.unless is not None else ("x",)):
+            if not words or not all(isinstance(w, str) for w in words):
+                raise ValueError(f"argv must be a non-empty tuple of str, got {words!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"argv": list(self.argv)}
+        if not self.sudo:
+            out["sudo"] = False
+        if not self.mutating:
+            out["mutating"] = False
+        if self.stdin is not None:
+            out["stdin"] = self.stdin
+        if self.ok_codes != (0,):
+            out["ok_codes"] = list(self.ok_codes)
+        if self.unless is not None:
+            out["unless"] = list(self.unless)
+        return out
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file to place in the run's private directory (0700) as `name` with `mode`.
+
+    source: what the runner sends, by reference: "dmg" (the run's artifact), "pfx" (the device's PFX,
+    re-wrapped with a one-time password at the edge), or "ca:<sha256>" (a stored CA certificate, PEM)."""
+
+    source: str
+    name: str
+    sha256: str | None = None  # known in advance for the DMG and CAs; the re-wrapped PFX is made at the edge
+    mode: int = 0o600
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"upload": self.source, "name": self.name}
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        if self.mode != 0o600:
+            out["mode"] = f"{self.mode:04o}"
+        return out
+
+
+@dataclass(frozen=True)
+class Noop:
+    """Nothing to do: the Mac is already right. `reason` says how we know."""
+
+    reason: str
+
+
+class Refusal(Exception):
+    """A step declines to run because the Mac is not fit for it (a typed, expected failure).
+
+    error_type: a stable code (e.g. "HostnameMismatch", "InsufficientSpace", "TrustRefused").
+    hint: what the operator should do."""
+
+    def __init__(self, error_type: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.hint = hint
+
+    def as_json(self) -> dict[str, str]:
+        return {"error_type": self.error_type, "message": self.message, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one step will do: uploads first, then commands in order; or a no-op; or a refusal."""
+
+    commands: tuple[Command, ...] = ()
+    uploads: tuple[Upload, ...] = ()
+    noop: Noop | None = None
+    refusal: Refusal | None = None
+
+    def __post_init__(self) -> None:
+        outcomes = [bool(self.commands or self.uploads), self.noop is not None, self.refusal is not None]
+        if sum(outcomes) != 1:
+            raise ValueError("a plan is exactly one of: commands/uploads, a noop, a refusal")
+
+    @property
+    def mutating(self) -> bool:
+        return bool(self.uploads) or any(c.mutating for c in self.commands)
+
+    def as_json(self) -> dict[str, Any]:
+        if self.noop is not None:
+            return {"noop": self.noop.reason}
+        if self.refusal is not None:
+            return {"refusal": self.refusal.as_json()}
+        out: dict[str, Any] = {}
+        if self.uploads:
+            out["uploads"] = [u.as_json() for u in self.uploads]
+        if self.commands:
+            out["commands"] = [c.as_json() for c in self.commands]
+        return out
+
+
+def noop(reason: str) -> Plan:
+    return Plan(noop=Noop(reason))
+
+
+def refuse(error_type: str, message: str, hint: str = "") -> Plan:
+    return Plan(refusal=Refusal(error_type, message, hint))
+
+
+def commands(*cmds: Command, uploads: tuple[Upload, ...] = ()) -> Plan:
+    return Plan(commands=tuple(cmds), uploads=uploads)
+
+
+class Phase(StrEnum):
+    """When the runner executes a step. Consecutive EXEC steps share one exec (a script with a marker
+    per command), so a full install costs a handful of round trips."""
+
+    PUSH = "push"  # uploads over SFTP (no exec of its own beyond the transfer's hash check)
+    EXEC = "exec"  # commands, batched with neighbouring EXEC steps
+    VERIFY = "verify"  # read-only probes, repeated until `Workflow.judge_verify` decides or time runs out
+
+
+@dataclass(frozen=True)
+class FailureReason:
+    """Why a command failed, in operator terms: a stable type, a message, and what to do."""
+
+    error_type: str
+    message: str
+    hint: str = ""
+
+
+Planner = Callable[[Any, Any], Plan]
+"""(facts, params) -> Plan. Facts and params are the workflow's own typed records."""
+
+Explainer = Callable[[tuple[str, ...], int | None, str, str], FailureReason | None]
+"""(argv, exit status, stdout, stderr) -> a typed reason for a failed command, or None (generic)."""
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A named step of a workflow.
+
+    always: runs even after an earlier step failed (unmount, cleanup). probe: for a step that may have been
+    interrupted mid-way, the runner re-gathers facts before re-planning it (planners are idempotent, so
+    re-planning from fresh facts IS the probe)."""
+
+    name: str
+    planner: Planner
+    phase: Phase = Phase.EXEC
+    always: bool = False
+    explain: Explainer | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyVerdict:
+    """What a verify probe concluded: done (connected), failed for good (with a reason), or not yet."""
+
+    done: bool
+    failure: FailureReason | None = None
+    detail: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return not self.done and self.failure is None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow: its steps in order, how to gather facts, and how to judge verify output.
+
+    fact_commands(params): named read-only commands run in ONE exec (as root); `parse_facts(params,
+    {name: output})` turns their outputs into the facts record. judge_verify(facts, params, outputs) reads
+    the VERIFY step's command outputs."""
+
+    name: str
+    steps: tuple[StepDef, ...]
+    fact_commands: Callable[[Any], tuple[tuple[str, Command], ...]]
+    parse_facts: Callable[[Any, Mapping[str, ProbeOutput]], Any]
+    judge_verify: Callable[[Any, Any, list[ProbeOutput]], VerifyVerdict]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def step(self, name: str) -> StepDef:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ProbeOutput:
+    """One command's result as the parsers see it (exit status None: it did not run to its end)."""
+
+    argv: tuple[str, ...]
+    exit_status: int | None
+    stdout: str
+    stderr: str
