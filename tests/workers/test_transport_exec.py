@@ -266,3 +266,35 @@ async def test_timeout_kills_the_command_in_a_non_root_session(
         for pid in _pids(tag):
             os.kill(pid, 9)
         server.stop()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_script_lines_skip_close_stdin_and_accept_ok_codes(shell: str) -> None:
+    from workers.ssh.exec import ScriptLine
+
+    lines = [
+        ScriptLine(["printf", "ran"], unless=["false"]),  # probe fails: the line runs
+        ScriptLine(["printf", "never"], unless=["true"]),  # probe succeeds: skipped
+        ScriptLine(["cat"]),  # stdin closed: reads nothing
+        ScriptLine(["cat"], keep_stdin=True),  # the one reader gets the input
+        ScriptLine(["sh", "-c", "exit 1"], ok_codes=(0, 1)),  # tolerated
+        ScriptLine(["sh", "-c", "exit 2"], ok_codes=(0, 1)),  # stops the script
+        ScriptLine(["printf", "not reached"]),
+    ]
+    script = build_script(lines, "M-2", stop_on_error=True)
+    done = subprocess.run([shell, "-c", script], input=b"secret-input", capture_output=True)
+    steps = split_steps(lines, "M-2", done.stdout, done.stderr)
+    assert [s.exit_status for s in steps] == [0, 0, 0, 0, 1, 2, None]
+    assert (steps[0].stdout, steps[0].skipped) == (b"ran", False)
+    assert steps[1].skipped and b"never" not in done.stdout
+    assert steps[2].stdout == b"" and steps[3].stdout == b"secret-input"
+    assert done.returncode == 2
+
+
+async def test_script_lines_over_ssh(conn: Connection) -> None:
+    from workers.ssh import ScriptLine
+
+    lines = [ScriptLine(["cat"]), ScriptLine(["cat"], keep_stdin=True), ScriptLine(["true"], unless=["true"])]
+    result = await conn.run_script(lines, input=b"only-once")
+    assert [s.stdout for s in result.steps[:2]] == [b"", b"only-once"]
+    assert result.steps[2].skipped and result.ok

@@ -20,7 +20,7 @@ from workers.ssh.errors import (
     Unreachable,
     UploadError,
 )
-from workers.ssh.exec import ExecResult, ScriptResult, StepOutcome, render
+from workers.ssh.exec import ExecResult, ScriptLine, ScriptResult, StepOutcome, render
 from workers.ssh.hostkeys import HostKeyPolicy, fingerprint, key_line, parse_public_key
 from workers.ssh.sudo import NOPASSWD, SudoMode
 from workers.ssh.upload import UploadResult, remote_sha256, upload, upload_with_retry
@@ -37,6 +37,7 @@ __all__ = [
     "HostKeyMismatch",
     "HostKeyPolicy",
     "HostKeyUnknown",
+    "ScriptLine",
     "ScriptResult",
     "SshAuth",
     "SshTarget",

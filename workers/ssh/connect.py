@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -18,7 +19,16 @@ from typing import Any
 import asyncssh
 
 from workers.ssh.errors import AuthFailed, ConnectionLost, Unreachable
-from workers.ssh.exec import ExecResult, ScriptResult, build_script, execute, new_marker, render, split_steps
+from workers.ssh.exec import (
+    ExecResult,
+    ScriptLine,
+    ScriptResult,
+    build_script,
+    execute,
+    new_marker,
+    render,
+    split_steps,
+)
 from workers.ssh.hostkeys import HostKeyCheck, HostKeyPolicy, fingerprint, key_line
 from workers.ssh.sudo import SudoGate, SudoMode, wrap
 from workers.ssh.upload import ProgressCallback, UploadResult, upload
@@ -163,7 +173,7 @@ class Connection:
 
     async def run_script(
         self,
-        lines: list[list[str]],
+        lines: Sequence[list[str] | ScriptLine],
         *,
         sudo: SudoMode | None = None,
         input: bytes | None = None,

@@ -12,6 +12,7 @@ import asyncio
 import secrets
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncssh
@@ -64,6 +65,7 @@ class StepOutcome:
     exit_status: int | None
     stdout: bytes
     stderr: bytes
+    skipped: bool = False  # an `unless` probe succeeded, so the command itself did not run
 
     @property
     def ran(self) -> bool:
@@ -95,9 +97,44 @@ def new_marker() -> str:
     return f"MACFLEET-STEP-{secrets.token_hex(12)}"
 
 
-def build_script(lines: list[list[str]], marker: str, *, stop_on_error: bool = True) -> str:
-    """Shell text running each argv line in turn; after each, `printf '\\n%s %s %s\\n' MARKER INDEX RC` to
-    stdout and stderr. With stop_on_error, the script exits with the first non-zero status.
+@dataclass(frozen=True)
+class ScriptLine:
+    """One line of a script with its options.
+
+    keep_stdin: the line reads the script's stdin (every other line gets `</dev/null`, so it cannot eat
+    input meant for another). unless: a probe argv run first (stdin and output discarded); when it exits 0
+    the line is skipped and its step reports `skipped`. ok_codes: statuses that do not stop the script."""
+
+    argv: list[str]
+    keep_stdin: bool = False
+    unless: list[str] | None = None
+    ok_codes: tuple[int, ...] = (0,)
+
+
+def _as_line(item: list[str] | ScriptLine) -> ScriptLine:
+    return item if isinstance(item, ScriptLine) else ScriptLine(list(item), keep_stdin=True)
+
+
+def skip_token(marker: str) -> str:
+    return f"{marker}-SKIP"
+
+
+def _line_text(line: ScriptLine, marker: str) -> str:
+    body = render(line.argv) + ("" if line.keep_stdin else " </dev/null")
+    if line.unless is None:
+        return body
+    probe = render(line.unless) + " >/dev/null 2>&1 </dev/null"
+    skip = shlex.join(["printf", "%s\\n", skip_token(marker)])
+    return f"if {probe}; then {skip}; else {body}; fi"
+
+
+def build_script(
+    lines: Sequence[list[str] | ScriptLine], marker: str, *, stop_on_error: bool = True
+) -> str:
+    """Shell text running each line in turn; after each, `printf '\\n%s %s %s\\n' MARKER INDEX RC` to
+    stdout and stderr. With stop_on_error, the script exits with the first status not in the line's
+    ok_codes. Plain argv lines keep the script's stdin (the historical behaviour); ScriptLines close it
+    unless `keep_stdin`.
 
     The leading newline of the marker line keeps a step's output that lacks a final newline separable."""
     if not lines:
@@ -105,14 +142,16 @@ def build_script(lines: list[list[str]], marker: str, *, stop_on_error: bool = T
     if not marker.replace("-", "").isalnum():
         raise ValueError("marker must be letters, digits and dashes")
     out: list[str] = []
-    for index, argv in enumerate(lines):
-        out.append(render(argv))
+    for index, item in enumerate(lines):
+        line = _as_line(item)
+        out.append(_line_text(line, marker))
         out.append(f"{_RC_VAR}=$?")
         mark = shlex.join(["printf", "\\n%s %s %s\\n", marker, str(index)]) + f' "${_RC_VAR}"'
         out.append(mark)
         out.append(mark + " >&2")
         if stop_on_error:
-            out.append(f'[ "${_RC_VAR}" -eq 0 ] || exit "${_RC_VAR}"')
+            tests = " || ".join(f'[ "${_RC_VAR}" -eq {code} ]' for code in line.ok_codes)
+            out.append(f'{tests} || exit "${_RC_VAR}"')
     return "\n".join(out) + "\n"
 
 
@@ -143,13 +182,18 @@ def _split_stream(data: bytes, marker: str, count: int) -> tuple[bytes, list[tup
     return data[pos:], parts
 
 
-def split_steps(lines: list[list[str]], marker: str, stdout: bytes, stderr: bytes) -> list[StepOutcome]:
-    """Separate a script's output into one `StepOutcome` per argv line (inverse of `build_script`)."""
+def split_steps(
+    lines: Sequence[list[str] | ScriptLine], marker: str, stdout: bytes, stderr: bytes
+) -> list[StepOutcome]:
+    """Separate a script's output into one `StepOutcome` per line (inverse of `build_script`)."""
     _, outs = _split_stream(stdout, marker, len(lines))
     _, errs = _split_stream(stderr, marker, len(lines))
+    token = (skip_token(marker) + "\n").encode()
     steps = []
-    for argv, (out, status), (err, _) in zip(lines, outs, errs, strict=True):
-        steps.append(StepOutcome(argv=argv, exit_status=status, stdout=out, stderr=err))
+    for item, (out, status), (err, _) in zip(lines, outs, errs, strict=True):
+        line = _as_line(item)
+        skipped = isinstance(item, ScriptLine) and line.unless is not None and out == token
+        steps.append(StepOutcome(argv=line.argv, exit_status=status, stdout=out, stderr=err, skipped=skipped))
     return steps
 
 

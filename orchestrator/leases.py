@@ -1,0 +1,131 @@
+"""Leases: who may work on a device job right now, and which run holds a device.
+
+Every claim is one conditional UPDATE (compare-and-set on owner and expiry), so two drivers — a resumed
+controller and a redelivered Celery task, say — can never both hold a job: the loser's UPDATE matches no
+row. A holder renews its leases while it works; a crashed holder's lease simply expires and the job can be
+claimed again (by `runs resume` or a redelivered task), which re-probes the Mac before re-running a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from orchestrator.state.models import DeviceJob, DeviceLock, JobStatus, utcnow
+
+CLAIMABLE = (JobStatus.PENDING, JobStatus.INTERRUPTED, JobStatus.RUNNING)
+
+
+def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: datetime | None = None) -> bool:
+    """Take the job's lease for `owner` for `ttl` seconds; True when taken.
+
+    Succeeds when the job is unfinished and its lease is free, expired, or already `owner`'s. Marks the job
+    running and counts the attempt. Commits."""
+    now = now or utcnow()
+    stmt = (
+        update(DeviceJob)
+        .where(
+            and_(
+                col(DeviceJob.id) == job_id,
+                col(DeviceJob.status).in_([s.value for s in CLAIMABLE]),
+                or_(
+                    col(DeviceJob.lease_owner).is_(None),
+                    col(DeviceJob.lease_owner) == owner,
+                    col(DeviceJob.lease_expires_at) < now,
+                ),
+            )
+        )
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=ttl),
+            status=JobStatus.RUNNING.value,
+            attempts=DeviceJob.attempts + 1,  # type: ignore[operator]
+        )
+    )
+    taken = session.exec(stmt).rowcount == 1  # type: ignore[call-overload]
+    session.commit()
+    return bool(taken)
+
+
+def renew_jobs(session: Session, job_ids: Sequence[str], owner: str, ttl: float) -> set[str]:
+    """Extend `owner`'s leases on job_ids; returns the ids still held (a lost lease stays lost). Commits."""
+    if not job_ids:
+        return set()
+    now = utcnow()
+    session.exec(  # type: ignore[call-overload]
+        update(DeviceJob)
+        .where(and_(col(DeviceJob.id).in_(list(job_ids)), col(DeviceJob.lease_owner) == owner))
+        .values(lease_expires_at=now + timedelta(seconds=ttl))
+    )
+    session.commit()
+    held = session.exec(
+        select(DeviceJob.id).where(col(DeviceJob.id).in_(list(job_ids)), col(DeviceJob.lease_owner) == owner)
+    ).all()
+    return set(held)
+
+
+def holds_job(session: Session, job_id: str, owner: str) -> bool:
+    row = session.get(DeviceJob, job_id)
+    return row is not None and row.lease_owner == owner
+
+
+def lock_device(
+    session: Session, device_id: str, run_id: str, owner: str, ttl: float, now: datetime | None = None
+) -> bool:
+    """Hold the device for run_id (at most one active run per device); True when held. Commits.
+
+    Taken when free, expired, or already held for the same run (a resumed run takes its own lock back)."""
+    now = now or utcnow()
+    expires = now + timedelta(seconds=ttl)
+    moved = session.exec(  # type: ignore[call-overload]
+        update(DeviceLock)
+        .where(
+            and_(
+                col(DeviceLock.device_id) == device_id,
+                or_(col(DeviceLock.run_id) == run_id, col(DeviceLock.expires_at) < now),
+            )
+        )
+        .values(run_id=run_id, owner=owner, expires_at=expires)
+    ).rowcount
+    if moved == 1:
+        session.commit()
+        return True
+    try:
+        session.add(DeviceLock(device_id=device_id, run_id=run_id, owner=owner, expires_at=expires))
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
+
+
+def renew_devices(session: Session, device_ids: Sequence[str], run_id: str, ttl: float) -> None:
+    if not device_ids:
+        return
+    session.exec(  # type: ignore[call-overload]
+        update(DeviceLock)
+        .where(and_(col(DeviceLock.device_id).in_(list(device_ids)), col(DeviceLock.run_id) == run_id))
+        .values(expires_at=utcnow() + timedelta(seconds=ttl))
+    )
+    session.commit()
+
+
+def unlock_device(session: Session, device_id: str, run_id: str) -> None:
+    """Release the device if run_id holds it. Commits."""
+    lock = session.get(DeviceLock, device_id)
+    if lock is not None and lock.run_id == run_id:
+        session.delete(lock)
+        session.commit()
+
+
+def device_holder(session: Session, device_id: str, now: datetime | None = None) -> str | None:
+    """The run id holding the device now, or None."""
+    now = now or utcnow()
+    lock = session.get(DeviceLock, device_id)
+    if lock is None or lock.expires_at < now:
+        return None
+    return lock.run_id
