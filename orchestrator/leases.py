@@ -43,10 +43,10 @@ def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: dateti
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=ttl),
             status=JobStatus.RUNNING.value,
-            attempts=DeviceJob.attempts + 1,  # type: ignore[operator]
+            attempts=DeviceJob.attempts + 1,
         )
     )
-    taken = session.exec(stmt).rowcount == 1  # type: ignore[call-overload]
+    taken = session.exec(stmt).rowcount == 1
     session.commit()
     return bool(taken)
 
@@ -56,7 +56,7 @@ def renew_jobs(session: Session, job_ids: Sequence[str], owner: str, ttl: float)
     if not job_ids:
         return set()
     now = utcnow()
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         update(DeviceJob)
         .where(and_(col(DeviceJob.id).in_(list(job_ids)), col(DeviceJob.lease_owner) == owner))
         .values(lease_expires_at=now + timedelta(seconds=ttl))
@@ -81,7 +81,7 @@ def lock_device(
     Taken when free, expired, or already held for the same run (a resumed run takes its own lock back)."""
     now = now or utcnow()
     expires = now + timedelta(seconds=ttl)
-    moved = session.exec(  # type: ignore[call-overload]
+    moved = session.exec(
         update(DeviceLock)
         .where(
             and_(
@@ -106,7 +106,7 @@ def lock_device(
 def renew_devices(session: Session, device_ids: Sequence[str], run_id: str, ttl: float) -> None:
     if not device_ids:
         return
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         update(DeviceLock)
         .where(and_(col(DeviceLock.device_id).in_(list(device_ids)), col(DeviceLock.run_id) == run_id))
         .values(expires_at=utcnow() + timedelta(seconds=ttl))
