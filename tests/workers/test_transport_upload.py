@@ -205,3 +205,45 @@ async def test_upload_with_retry_gives_up_with_the_last_error(tmp_path: Path) ->
     assert calls == 3
     with pytest.raises(ValueError, match="attempts must be at least 1"):
         await upload_with_retry(never, b"x", str(tmp_path), "f", attempts=0)
+
+
+async def test_upload_many_sends_verifies_and_skips_in_two_execs(conn: Connection, tmp_path: Path) -> None:
+    from workers.ssh import UploadItem, upload_many
+
+    big = tmp_path / "client.dmg"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    items = [UploadItem(big, "client.dmg"), UploadItem(b"pfx", "client.p12"), UploadItem(b"ca", "ca 1.pem", 0o644)]
+    remote = tmp_path / "run"
+    trips = conn.round_trips
+    first = await upload_many(conn, items, str(remote))
+    assert conn.round_trips == trips + 1  # nothing there yet: one shasum over the temporaries
+    assert [r.skipped for r in first] == [False, False, False]
+    assert (remote / "client.dmg").read_bytes() == big.read_bytes()
+    assert (remote / "ca 1.pem").read_bytes() == b"ca" and _mode(remote / "ca 1.pem") == 0o644
+    assert _mode(remote / "client.p12") == 0o600 and _mode(remote) == 0o700
+    assert _parts(remote) == []
+
+    (remote / "client.p12").write_bytes(b"old")  # different size: sent again without a hash check
+    trips = conn.round_trips
+    again = await upload_many(conn, items, str(remote))
+    assert [r.skipped for r in again] == [True, False, True]
+    assert conn.round_trips == trips + 2  # one shasum over the same-size files, one over the temporary
+    assert (remote / "client.p12").read_bytes() == b"pfx"
+
+
+async def test_upload_many_hash_mismatch_leaves_nothing(
+    conn: Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from workers.ssh import UploadItem, upload_many
+
+    upload_mod = importlib.import_module("workers.ssh.upload")
+
+    async def wrong(_conn: Connection, paths: list[str]) -> dict[str, str | None]:
+        return dict.fromkeys(paths, "0" * 64)
+
+    monkeypatch.setattr(upload_mod, "remote_sha256_many", wrong)
+    with pytest.raises(UploadError, match="SHA-256 on the Mac differs"):
+        await upload_many(conn, [UploadItem(b"a", "a"), UploadItem(b"b", "b")], str(tmp_path / "d"))
+    assert list((tmp_path / "d").iterdir()) == []

@@ -23,7 +23,15 @@ from workers.ssh.errors import (
 from workers.ssh.exec import ExecResult, ScriptLine, ScriptResult, StepOutcome, render
 from workers.ssh.hostkeys import HostKeyPolicy, fingerprint, key_line, parse_public_key
 from workers.ssh.sudo import NOPASSWD, SudoMode
-from workers.ssh.upload import UploadResult, remote_sha256, upload, upload_with_retry
+from workers.ssh.upload import (
+    UploadItem,
+    UploadResult,
+    remote_sha256,
+    upload,
+    upload_many,
+    upload_many_with_retry,
+    upload_with_retry,
+)
 
 __all__ = [
     "ENCRYPTION_ALGS",
@@ -51,6 +59,7 @@ __all__ = [
     "TransportError",
     "Unreachable",
     "UploadError",
+    "UploadItem",
     "UploadResult",
     "connect",
     "fingerprint",
@@ -59,5 +68,7 @@ __all__ = [
     "remote_sha256",
     "render",
     "upload",
+    "upload_many",
+    "upload_many_with_retry",
     "upload_with_retry",
 ]

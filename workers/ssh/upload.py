@@ -19,7 +19,7 @@ import hashlib
 import posixpath
 import secrets
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,5 +238,133 @@ async def upload_with_retry(
                 await asyncio.sleep(backoff * attempt)
             continue
         return UploadResult(result.path, result.sha256, result.skipped, result.bytes, attempts=attempt)
+    assert last is not None
+    raise last
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """One file for `upload_many`: what to send, its final name in the directory, its mode."""
+
+    source: Path | bytes
+    name: str
+    mode: int = 0o600
+
+
+async def remote_sha256_many(conn: Connection, paths: Sequence[str]) -> dict[str, str | None]:
+    """SHA-256 of several files in ONE exec (`shasum -a 256 P...`); None for a file shasum could not read."""
+    if not paths:
+        return {}
+    result = await conn.run(["shasum", "-a", "256", "--", *paths], timeout=max(conn.timeouts.command, 60.0))
+    found: dict[str, str | None] = dict.fromkeys(paths)
+    for raw in result.stdout.decode("utf-8", "replace").splitlines():
+        digest, sep, rest = raw.lstrip("\\").partition(" ")
+        path = rest[1:] if rest.startswith(("*", " ")) else rest
+        digest = digest.lower()
+        if sep and path in found and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            found[path] = digest
+    return found
+
+
+async def upload_many(
+    conn: Connection,
+    items: Sequence[UploadItem],
+    remote_dir: str,
+    *,
+    progress: ProgressCallback | None = None,
+) -> list[UploadResult]:
+    """`upload` for several files with the same promises, in at most two execs in all: one `shasum` over
+    same-size files already there (skip candidates) and one over every temporary file sent. Files are sent
+    concurrently on one SFTP session. Raises as `upload`."""
+    for item in items:
+        _check_name(item.name)
+    digests = [await asyncio.to_thread(_local_digest, i.source) if isinstance(i.source, Path)
+               else _local_digest(i.source) for i in items]
+    finals = [posixpath.join(remote_dir, i.name) for i in items]
+    results: dict[int, UploadResult] = {}
+    try:
+        async with conn.ssh.start_sftp_client() as sftp:
+            await _ensure_private_dir(conn, sftp, remote_dir)
+            same_size: list[int] = []
+            for index, final in enumerate(finals):
+                try:
+                    attrs = await sftp.lstat(final)
+                except asyncssh.SFTPNoSuchFile:
+                    continue
+                if attrs.permissions is not None and stat.S_ISREG(attrs.permissions) \
+                        and attrs.size == digests[index][1]:
+                    same_size.append(index)
+            there = await remote_sha256_many(conn, [finals[i] for i in same_size])
+            for index in same_size:
+                if there[finals[index]] == digests[index][0]:
+                    await sftp.chmod(finals[index], items[index].mode)
+                    results[index] = UploadResult(finals[index], digests[index][0], True, digests[index][1])
+            todo = [i for i in range(len(items)) if i not in results]
+            temps: dict[int, str] = {}
+            for index in todo:
+                await _remove_stale_parts(sftp, remote_dir, items[index].name)
+                tmp_name = f".{items[index].name}{_PART}{secrets.token_hex(6)}"
+                temps[index] = posixpath.join(remote_dir, tmp_name)
+            await asyncio.gather(*(
+                _send(sftp, items[i].source, temps[i], digests[i][1], progress) for i in todo
+            ))
+            sent = await remote_sha256_many(conn, list(temps.values()))
+            bad = [i for i in todo if sent[temps[i]] != digests[i][0]]
+            if bad:
+                for index in todo:
+                    await sftp.remove(temps[index])
+                raise UploadError(
+                    conn.target.host,
+                    conn.target.port,
+                    "SHA-256 on the Mac differs for " + ", ".join(finals[i] for i in bad),
+                    "the bytes were damaged in transit or the disk is full; retry, check free space",
+                )
+            for index in todo:
+                await sftp.chmod(temps[index], items[index].mode)
+                await sftp.posix_rename(temps[index], finals[index])
+                results[index] = UploadResult(finals[index], digests[index][0], False, digests[index][1])
+    except (
+        asyncssh.SFTPConnectionLost,
+        asyncssh.SFTPNoConnection,
+        asyncssh.DisconnectError,
+        asyncssh.ChannelOpenError,
+        ConnectionError,
+    ) as exc:
+        raise _lost(conn, exc) from None
+    except asyncssh.SFTPError as exc:
+        if conn.is_closed:
+            raise _lost(conn, exc) from None
+        raise UploadError(
+            conn.target.host,
+            conn.target.port,
+            f"SFTP refused an operation in {remote_dir}: {exc.reason}",
+            "check the account's permissions and free space on the Mac",
+        ) from None
+    return [results[i] for i in range(len(items))]
+
+
+async def upload_many_with_retry(
+    reconnect: Callable[[], Awaitable[Connection]],
+    items: Sequence[UploadItem],
+    remote_dir: str,
+    *,
+    attempts: int = 3,
+    backoff: float = 0.5,
+) -> list[UploadResult]:
+    """`upload_many` retried on ConnectionLost/Unreachable like `upload_with_retry` (files that arrived
+    whole in an earlier attempt are skipped by their hash)."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    last: TransportError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            conn = await reconnect()
+            done = await upload_many(conn, items, remote_dir)
+        except (ConnectionLost, Unreachable) as exc:
+            last = exc
+            if attempt < attempts:
+                await asyncio.sleep(backoff * attempt)
+            continue
+        return [UploadResult(r.path, r.sha256, r.skipped, r.bytes, attempts=attempt) for r in done]
     assert last is not None
     raise last
