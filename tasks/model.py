@@ -166,14 +166,16 @@ Explainer = Callable[[tuple[str, ...], int | None, str, str], FailureReason | No
 class StepDef:
     """A named step of a workflow.
 
-    always: runs even after an earlier step failed (unmount, cleanup). probe: for a step that may have been
-    interrupted mid-way, the runner re-gathers facts before re-planning it (planners are idempotent, so
-    re-planning from fresh facts IS the probe)."""
+    always: runs even after an earlier step failed (unmount, cleanup) — but, after a failure, only when the
+    step named by `requires` changed something in this attempt (no detach without an attach). A step
+    interrupted mid-way is never resumed blindly: the runner re-gathers facts and re-plans every step
+    (planners are idempotent, so re-planning from fresh facts IS the probe)."""
 
     name: str
     planner: Planner
     phase: Phase = Phase.EXEC
     always: bool = False
+    requires: str | None = None
     explain: Explainer | None = None
     description: str = ""
 
