@@ -1,0 +1,416 @@
+"""What a Mac reports about itself, parsed into typed facts. Pure: parsers take `ProbeOutput`s, do no I/O.
+
+Each parser reads one probe's output (real macOS tool output; see tests/tasks/fixtures/facts/). A probe
+that fails because the thing is absent (no receipt, no conf, job not loaded, no trust settings) is a normal
+fact, not an error; a probe that did not run to its end (exit status None) is an error (`FactsError`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.model import ProbeOutput
+
+# macOS and 1E Client facts (../shared/DESIGN.md "macOS facts").
+SYSTEM_KEYCHAIN = "/Library/Keychains/System.keychain"
+PKG_ID = "com.1e.pkg.1E.Client"
+LABEL = "com.1e.pkg.1E.Client"
+CLIENT_DIR = "/Library/Application Support/1E/Client"
+BINARY = f"{CLIENT_DIR}/1E.Client"
+CONF = f"{CLIENT_DIR}/1E.Client.conf"
+UPDATECONF = f"{CLIENT_DIR}/1E.Client.updateconf.sh"
+PLIST = f"/Library/LaunchDaemons/{LABEL}.plist"
+CLIENT_LOG = "/Library/Logs/1E.Client.log"
+LOG_TAIL_LINES = 200
+START_LINE = "1E Client starting"
+CONNECTED = "Connected to Switch"
+
+
+class FactsError(ValueError):
+    """A probe's output cannot be read as the fact it should give (or the probe did not finish)."""
+
+
+def _finished(out: ProbeOutput, what: str) -> int:
+    if out.exit_status is None:
+        raise FactsError(f"{what}: the probe did not run to its end")
+    return out.exit_status
+
+
+# ---- records --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Identity:
+    """One row of `security find-identity`: the certificate's SHA-1 (upper-case hex) and its label."""
+
+    sha1: str
+    label: str
+    valid: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sha1": self.sha1, "label": self.label, "valid": self.valid}
+
+
+@dataclass(frozen=True)
+class KeychainCert:
+    """One certificate of `security find-certificate -a -Z`: hashes (upper-case hex) and its label."""
+
+    sha256: str
+    sha1: str
+    label: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "sha1": self.sha1, "label": self.label}
+
+
+@dataclass(frozen=True)
+class TrustEntry:
+    """One certificate of `security dump-trust-settings -d`: its name and the result types of its trust
+    settings (an empty tuple: no usage constraints, i.e. "Always Trust" as a root)."""
+
+    name: str
+    results: tuple[str, ...]
+
+    @property
+    def trusted(self) -> bool:
+        return all(
+            r in ("kSecTrustSettingsResultTrustRoot", "kSecTrustSettingsResultTrustAsRoot")
+            for r in self.results
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "results": list(self.results)}
+
+
+@dataclass(frozen=True)
+class LaunchdJob:
+    """`launchctl print system/<label>`: loaded (the print succeeded), running state, pid, last exit."""
+
+    loaded: bool
+    running: bool = False
+    pid: int | None = None
+    last_exit: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"loaded": self.loaded, "running": self.running, "pid": self.pid, "last_exit": self.last_exit}
+
+
+@dataclass(frozen=True)
+class LogBlock:
+    """The client log's last start block: the lines after the last "1E Client starting" (None: no start in
+    the tail). connected: a line says "Connected to Switch"; error: the first ERROR/WARNING line."""
+
+    lines: tuple[str, ...]
+
+    @property
+    def connected(self) -> bool:
+        return any(CONNECTED in line for line in self.lines)
+
+    @property
+    def error(self) -> str | None:
+        for line in self.lines:
+            if re.search(r"\b(ERROR|WARNING|FATAL)\b", line):
+                return line
+        return None
+
+    def as_json(self) -> list[str]:
+        return list(self.lines)
+
+
+# ---- parsers (one per probe) ------------------------------------------------------------------------------
+def parse_sw_vers(out: ProbeOutput) -> str:
+    """`sw_vers`: the ProductVersion value."""
+    _finished(out, "sw_vers")
+    m = re.search(r"^ProductVersion:\s*(\S+)\s*$", out.stdout, re.M)
+    if m is None:
+        raise FactsError(f"sw_vers: no ProductVersion in {out.stdout!r}")
+    return m.group(1)
+
+
+def parse_uname_m(out: ProbeOutput) -> str:
+    """`uname -m`: the machine hardware name (arm64, x86_64)."""
+    if _finished(out, "uname -m") != 0 or not out.stdout.strip():
+        raise FactsError(f"uname -m failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def parse_rosetta(out: ProbeOutput) -> bool:
+    """`arch -x86_64 /usr/bin/true`: exit 0 means the Mac can run Intel code (Intel, or Rosetta 2)."""
+    return _finished(out, "arch -x86_64") == 0
+
+
+def parse_hostname(out: ProbeOutput) -> str:
+    """`hostname`: the name the client certificate must match exactly."""
+    if _finished(out, "hostname") != 0 or not out.stdout.strip():
+        raise FactsError(f"hostname failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def parse_scutil_get(out: ProbeOutput) -> str | None:
+    """`scutil --get KEY`: the value, or None when it is not set ("KEY: not set", exit 1)."""
+    if _finished(out, "scutil --get") != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def parse_pkg_info(out: ProbeOutput) -> str | None:
+    """`pkgutil --pkg-info ID`: the receipt's version, or None when there is no receipt."""
+    if _finished(out, "pkgutil --pkg-info") != 0:
+        if "No receipt" in out.stderr or "No receipt" in out.stdout:
+            return None
+        raise FactsError(f"pkgutil --pkg-info failed: {out.stderr.strip()}")
+    m = re.search(r"^version:\s*(\S+)\s*$", out.stdout, re.M)
+    if m is None:
+        raise FactsError(f"pkgutil --pkg-info: no version line in {out.stdout!r}")
+    return m.group(1)
+
+
+def parse_shasum(out: ProbeOutput) -> str | None:
+    """`shasum -a 256 FILE`: the lower-case hex digest, or None when the file is absent."""
+    if _finished(out, "shasum") != 0:
+        return None
+    m = re.match(r"^([0-9a-fA-F]{64})\s", out.stdout)
+    if m is None:
+        raise FactsError(f"shasum: unexpected output {out.stdout!r}")
+    return m.group(1).lower()
+
+
+def parse_conf(out: ProbeOutput) -> dict[str, str] | None:
+    """`cat CONF`: Key -> value of every `Key=Value` line (comments skipped; last wins), None when absent."""
+    if _finished(out, "cat conf") != 0:
+        return None
+    values: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#") or "=" not in s:
+            continue
+        k, v = s.split("=", 1)
+        values[k.strip()] = v.strip()
+    return values
+
+
+def parse_launchctl_print(out: ProbeOutput) -> LaunchdJob:
+    """`launchctl print system/LABEL`: not loaded when it fails ("Could not find service"), else the
+    `state =`, `pid =` and `last exit code =` lines."""
+    if _finished(out, "launchctl print") != 0:
+        return LaunchdJob(loaded=False)
+    state = re.search(r"^\s*state = (.+?)\s*$", out.stdout, re.M)
+    pid = re.search(r"^\s*pid = (\d+)\s*$", out.stdout, re.M)
+    last = re.search(r"^\s*last exit code = (.+?)\s*$", out.stdout, re.M)
+    running = state is not None and state.group(1) == "running"
+    return LaunchdJob(
+        loaded=True,
+        running=running,
+        pid=int(pid.group(1)) if pid else None,
+        last_exit=last.group(1) if last else None,
+    )
+
+
+_IDENTITY_ROW = re.compile(r'^\s*\d+\)\s+([0-9A-Fa-f]{40})\s+"(.*)"(?:\s+\((\S+)\))?\s*$')
+
+
+def parse_find_identity(out: ProbeOutput) -> tuple[Identity, ...]:
+    """`security find-identity KEYCHAIN` (all identities, not only valid ones): one Identity per SHA-1 of
+    the "Matching identities" lists; valid when it also appears under "Valid identities only"."""
+    _finished(out, "security find-identity")
+    rows: dict[str, tuple[str, bool]] = {}
+    section = ""
+    for line in out.stdout.splitlines():
+        if "Matching identities" in line:
+            section = "all"
+            continue
+        if "Valid identities only" in line:
+            section = "valid"
+            continue
+        m = _IDENTITY_ROW.match(line)
+        if m is None:
+            continue
+        sha1, label = m.group(1).upper(), m.group(2)
+        if section == "valid":
+            rows[sha1] = (rows.get(sha1, (label, True))[0], True)
+        elif sha1 not in rows:
+            rows[sha1] = (label, False)
+    return tuple(Identity(sha1, label, valid) for sha1, (label, valid) in rows.items())
+
+
+def parse_find_certificate(out: ProbeOutput) -> tuple[KeychainCert, ...]:
+    """`security find-certificate -a -Z KEYCHAIN`: each certificate's SHA-256, SHA-1 and "labl" attribute.
+    No certificate at all (errSecItemNotFound) is an empty keychain."""
+    if _finished(out, "security find-certificate") != 0:
+        if "could not be found" in out.stderr:
+            return ()
+        raise FactsError(f"security find-certificate failed: {out.stderr.strip()}")
+    certs: list[KeychainCert] = []
+    sha256: str | None = None
+    sha1: str | None = None
+    label: str | None = None
+
+    def flush() -> None:
+        if sha1 is not None:
+            certs.append(KeychainCert(sha256=(sha256 or "").upper(), sha1=sha1.upper(), label=label))
+
+    for line in out.stdout.splitlines():
+        m = re.match(r"^SHA-256 hash:\s*([0-9A-Fa-f]{64})\s*$", line)
+        if m:
+            flush()
+            sha256, sha1, label = m.group(1), None, None
+            continue
+        m = re.match(r"^SHA-1 hash:\s*([0-9A-Fa-f]{40})\s*$", line)
+        if m:
+            if sha1 is not None:  # an old `security` prints only SHA-1 lines
+                flush()
+                sha256, label = None, None
+            sha1 = m.group(1)
+            continue
+        m = re.match(r'^\s*"labl"<blob>=(?:0x[0-9A-Fa-f]+\s+)?"(.*)"\s*$', line)
+        if m:
+            label = m.group(1)
+    flush()
+    return tuple(certs)
+
+
+def parse_dump_trust_settings(out: ProbeOutput) -> tuple[TrustEntry, ...]:
+    """`security dump-trust-settings -d`: each admin-domain certificate's name and result types. "No Trust
+    Settings were found" (a non-zero exit) is an empty list."""
+    if _finished(out, "security dump-trust-settings") != 0:
+        if "No Trust Settings" in out.stderr or "No Trust Settings" in out.stdout:
+            return ()
+        raise FactsError(f"security dump-trust-settings failed: {out.stderr.strip()}")
+    entries: list[TrustEntry] = []
+    name: str | None = None
+    results: list[str] = []
+    for line in out.stdout.splitlines():
+        m = re.match(r"^Cert \d+:\s*(.*?)\s*$", line)
+        if m:
+            if name is not None:
+                entries.append(TrustEntry(name, tuple(results)))
+            name, results = m.group(1), []
+            continue
+        m = re.match(r"^\s*Result Type\s*:\s*(\S+)\s*$", line)
+        if m and name is not None:
+            results.append(m.group(1))
+    if name is not None:
+        entries.append(TrustEntry(name, tuple(results)))
+    return tuple(entries)
+
+
+def parse_df_k(out: ProbeOutput) -> int:
+    """`df -k /`: the Available column of the root volume, in bytes."""
+    if _finished(out, "df -k") != 0:
+        raise FactsError(f"df -k / failed: {out.stderr.strip()}")
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise FactsError(f"df -k /: unexpected output {out.stdout!r}")
+    header, row = lines[0].split(), lines[-1].split()
+    # the file system name may contain blanks: count columns from the right
+    from_right = 6 if "iused" in header else 3
+    try:
+        return int(row[-from_right]) * 1024
+    except (IndexError, ValueError):
+        raise FactsError(f"df -k /: unexpected row {lines[-1]!r}") from None
+
+
+def parse_log_tail(out: ProbeOutput) -> LogBlock | None:
+    """`tail -n 200 LOG`: the last start block (lines from the last "1E Client starting" on, that line
+    excluded), None when the tail holds no start (or there is no log)."""
+    if _finished(out, "tail log") != 0:
+        return None
+    lines = out.stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if START_LINE in line]
+    if not starts:
+        return None
+    return LogBlock(tuple(line for line in lines[starts[-1] + 1 :] if line.strip()))
+
+
+# ---- the facts record ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MacFacts:
+    """Everything the install planners decide from, gathered in one round trip."""
+
+    macos_version: str
+    arch: str
+    can_run_x86_64: bool
+    hostname: str
+    local_host_name: str | None
+    client_version: str | None
+    binary_sha256: str | None
+    conf: Mapping[str, str] | None
+    job: LaunchdJob
+    identities: tuple[Identity, ...]
+    certificates: tuple[KeychainCert, ...]
+    admin_trust: tuple[TrustEntry, ...]
+    free_bytes: int
+    dmg_cached: bool
+    log_block: LogBlock | None
+
+    @property
+    def connected(self) -> bool:
+        """The running daemon's last start block reached the Switch."""
+        return self.job.running and self.log_block is not None and self.log_block.connected
+
+    def identity(self, sha1: str) -> Identity | None:
+        return next((i for i in self.identities if i.sha1.upper() == sha1.upper()), None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "macos_version": self.macos_version,
+            "arch": self.arch,
+            "can_run_x86_64": self.can_run_x86_64,
+            "hostname": self.hostname,
+            "local_host_name": self.local_host_name,
+            "client_version": self.client_version,
+            "binary_sha256": self.binary_sha256,
+            "conf": dict(self.conf) if self.conf is not None else None,
+            "job": self.job.as_json(),
+            "identities": [i.as_json() for i in self.identities],
+            "certificates": [c.as_json() for c in self.certificates],
+            "admin_trust": [t.as_json() for t in self.admin_trust],
+            "free_bytes": self.free_bytes,
+            "dmg_cached": self.dmg_cached,
+            "log_block": self.log_block.as_json() if self.log_block is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MacFacts:
+        """Strict: every field must be present and no other (a fixture missing a fact is an error)."""
+        names = set(cls.__dataclass_fields__)
+        missing, extra = names - set(data), set(data) - names
+        if missing or extra:
+            raise ValueError(f"MacFacts: missing {sorted(missing)}, unknown {sorted(extra)}")
+        job = data["job"]
+        log = data["log_block"]
+        return cls(
+            macos_version=str(data["macos_version"]),
+            arch=str(data["arch"]),
+            can_run_x86_64=bool(data["can_run_x86_64"]),
+            hostname=str(data["hostname"]),
+            local_host_name=data["local_host_name"],
+            client_version=data["client_version"],
+            binary_sha256=data["binary_sha256"],
+            conf=dict(data["conf"]) if data["conf"] is not None else None,
+            job=LaunchdJob(
+                loaded=bool(job["loaded"]),
+                running=bool(job["running"]),
+                pid=job["pid"],
+                last_exit=job["last_exit"],
+            ),
+            identities=tuple(Identity(i["sha1"], i["label"], bool(i["valid"])) for i in data["identities"]),
+            certificates=tuple(
+                KeychainCert(c["sha256"], c["sha1"], c["label"]) for c in data["certificates"]
+            ),
+            admin_trust=tuple(TrustEntry(t["name"], tuple(t["results"])) for t in data["admin_trust"]),
+            free_bytes=int(data["free_bytes"]),
+            dmg_cached=bool(data["dmg_cached"]),
+            log_block=LogBlock(tuple(log)) if log is not None else None,
+        )
+
+
+def facts_to_json(value: object) -> Any:
+    """A parser's result as JSON (for the parser fixtures)."""
+    if isinstance(value, tuple):
+        return [facts_to_json(v) for v in value]
+    as_json = getattr(value, "as_json", None)
+    if callable(as_json):
+        return as_json()
+    return value

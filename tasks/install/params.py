@@ -1,0 +1,130 @@
+"""The install workflow's parameters: what to install, with which identity and CAs, and where."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CaRef:
+    """A CA certificate to trust as a root. pem_name: its file name in the private dir."""
+
+    sha256: str
+    sha1: str
+    subject: str
+    common_name: str | None
+    pem_name: str
+
+
+@dataclass(frozen=True)
+class DmgRef:
+    """The 1E Client disk image (e.g. file_name "1e.client-macOS_v8.0.2.5.dmg")."""
+
+    version: str
+    sha256: str
+    size: int
+    file_name: str
+
+    @property
+    def pkg_name(self) -> str:
+        """The package inside the image: the DMG's name with .pkg (1e.client-macOS_v<version>.pkg)."""
+        return self.file_name.removesuffix(".dmg") + ".pkg"
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    """The device's client certificate: SHA-1/SHA-256 hex (any case) and its names (CN + SAN DNS)."""
+
+    sha1: str
+    sha256: str
+    names: tuple[str, ...]
+
+
+METHODS = ("install.sh", "pkg")
+
+
+@dataclass(frozen=True)
+class InstallParams:
+    run_id: str
+    version: str
+    switch: str
+    background_url: str
+    dmg: DmgRef
+    identity: IdentityRef
+    cas: tuple[CaRef, ...]
+    private_dir: str
+    cache_dir: str | None = None
+    method: str = "install.sh"
+    expected_team_id: str | None = None
+    min_free_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not self.private_dir.startswith("/") or self.private_dir.rstrip("/") in (
+            "",
+            "/private/tmp",
+            "/tmp",
+        ):
+            raise ValueError(f"private_dir must be a per-run absolute directory, got {self.private_dir!r}")
+
+    @property
+    def mount_point(self) -> str:
+        return f"{self.private_dir}/mnt"
+
+    @property
+    def stage_dir(self) -> str:
+        """Where install.sh and the pkg are copied together (install.sh finds the pkg beside itself)."""
+        return f"{self.private_dir}/stage"
+
+    @property
+    def pfx_path(self) -> str:
+        return f"{self.private_dir}/client.p12"
+
+    @property
+    def pushed_dmg_path(self) -> str:
+        return f"{self.private_dir}/{self.dmg.file_name}"
+
+    @property
+    def cache_path(self) -> str | None:
+        return f"{self.cache_dir.rstrip('/')}/{self.dmg.sha256}.dmg" if self.cache_dir else None
+
+    @property
+    def dmg_path(self) -> str:
+        """The DMG the mount uses when it is NOT already in the cache: the pushed copy in the private dir.
+        (Whether the cache holds it is a fact: planners use `dmg_path_for(facts.dmg_cached)`.)"""
+        return self.pushed_dmg_path
+
+    def dmg_path_for(self, cached: bool) -> str:
+        return self.cache_path if cached and self.cache_path else self.pushed_dmg_path
+
+    def ca_path(self, ca: CaRef) -> str:
+        return f"{self.private_dir}/{ca.pem_name}"
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "dmg":
+                v = {x.name: getattr(v, x.name) for x in fields(DmgRef)}
+            elif f.name == "identity":
+                v = {"sha1": v.sha1, "sha256": v.sha256, "names": list(v.names)}
+            elif f.name == "cas":
+                v = [{x.name: getattr(c, x.name) for x in fields(CaRef)} for c in v]
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InstallParams:
+        known = {f.name for f in fields(cls)}
+        extra = set(data) - known
+        if extra:
+            raise ValueError(f"InstallParams: unknown {sorted(extra)}")
+        d = dict(data)
+        d["dmg"] = DmgRef(**d["dmg"])
+        ident = d["identity"]
+        d["identity"] = IdentityRef(ident["sha1"], ident["sha256"], tuple(ident["names"]))
+        d["cas"] = tuple(CaRef(**c) for c in d["cas"])
+        return cls(**d)

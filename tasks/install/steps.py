@@ -1,0 +1,202 @@
+"""The install workflow's step planners: (MacFacts, InstallParams) -> Plan. Pure."""
+
+from __future__ import annotations
+
+from tasks.facts import CONF, LABEL, PLIST, SYSTEM_KEYCHAIN, UPDATECONF, MacFacts
+from tasks.install.decide import SUPPORTED_ARCHES, decide
+from tasks.install.params import InstallParams
+from tasks.install.verify import verify_commands
+from tasks.model import Command, Plan, Upload, commands, noop, refuse
+
+SERVICE = f"system/{LABEL}"
+# `pkgutil --check-signature` exits 0 for any valid signature: the team id check greps its chain. A constant
+# script; the package path and team id arrive as positional parameters (no shell text is built from data).
+CHECK_SIGNATURE_SCRIPT = 'pkgutil --check-signature "$1" && pkgutil --check-signature "$1" | grep -F "($2)"'
+
+
+def preflight(facts: MacFacts, params: InstallParams) -> Plan:
+    names = params.identity.names
+    if facts.hostname not in names:
+        folded = [n for n in names if n.lower() == facts.hostname.lower()]
+        hint = (
+            f"the names differ only in case ({folded[0]!r}): the match is case-sensitive; reissue the "
+            "certificate with the exact host name"
+            if folded
+            else "reissue the certificate for the name `hostname` prints, or fix the Mac's HostName"
+        )
+        return refuse(
+            "HostnameMismatch",
+            f"the Mac reports host name {facts.hostname!r} but the certificate names {', '.join(names)}",
+            hint,
+        )
+    if facts.arch not in SUPPORTED_ARCHES:
+        return refuse(
+            "UnsupportedArchitecture",
+            f"unsupported architecture {facts.arch!r}",
+            "the 1E Client runs on Intel Macs and on Apple silicon with Rosetta 2",
+        )
+    d = decide(facts, params)
+    if facts.free_bytes < d.needed_bytes:
+        return refuse(
+            "InsufficientSpace",
+            f"{facts.free_bytes} bytes free on / but {d.needed_bytes} needed "
+            f"(DMG {params.dmg.size} bytes, margin, floor {params.min_free_bytes})",
+            "free space on the Mac's startup volume",
+        )
+    return noop(
+        f"checks passed: host name {facts.hostname} matches the certificate, {facts.arch}, "
+        f"{facts.free_bytes} bytes free (need {d.needed_bytes})"
+    )
+
+
+def rosetta(facts: MacFacts, params: InstallParams) -> Plan:
+    if facts.arch != "arm64":
+        return noop(f"{facts.arch} Mac: runs the Intel client natively")
+    if facts.can_run_x86_64:
+        return noop("Rosetta 2 is present (arch -x86_64 runs)")
+    return commands(Command(("/usr/sbin/softwareupdate", "--install-rosetta", "--agree-to-license")))
+
+
+def push(facts: MacFacts, params: InstallParams) -> Plan:
+    d = decide(facts, params)
+    uploads: list[Upload] = []
+    if d.push_dmg:
+        uploads.append(Upload("dmg", params.dmg.file_name, sha256=params.dmg.sha256))
+    if d.identity_import:
+        uploads.append(Upload("pfx", "client.p12"))
+    uploads += [Upload(f"ca:{ca.sha256}", ca.pem_name) for ca in d.untrusted_cas]
+    if not uploads:
+        why = "target version installed" if not d.install_pkg else "DMG in the cache"
+        return noop(f"nothing to send: {why}, identity in place, CAs trusted")
+    return commands(uploads=tuple(uploads))
+
+
+def trust(facts: MacFacts, params: InstallParams) -> Plan:
+    d = decide(facts, params)
+    if not d.untrusted_cas:
+        return noop(
+            "every CA is trusted as a root in the System keychain" if params.cas else "no CA to trust"
+        )
+    cmds = []
+    for ca in d.untrusted_cas:
+        pem = params.ca_path(ca)
+        cmds.append(
+            Command(
+                ("security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k", SYSTEM_KEYCHAIN, pem),
+                unless=("security", "verify-cert", "-c", pem, "-l", "-L", "-q"),
+            )
+        )
+    return commands(*cmds)
+
+
+def mount(facts: MacFacts, params: InstallParams) -> Plan:
+    d = decide(facts, params)
+    if not d.install_pkg:
+        return noop(f"version {params.version} is installed: no image to mount")
+    dmg = params.dmg_path_for(d.use_cached_dmg)
+    return commands(Command(("hdiutil", "attach", "-nobrowse", "-mountpoint", params.mount_point, dmg)))
+
+
+def _updateconf(params: InstallParams) -> Command:
+    # `sh SCRIPT CONF PROPERTY=value...` as the 1E guide types it (the conf path is its first argument)
+    return Command(
+        (
+            "/bin/sh",
+            UPDATECONF,
+            CONF,
+            f"SWITCH={params.switch}",
+            f"BACKGROUNDCHANNELURL={params.background_url}",
+        )
+    )
+
+
+def install(facts: MacFacts, params: InstallParams) -> Plan:
+    d = decide(facts, params)
+    if not d.install_pkg:
+        if d.update_conf:
+            return commands(_updateconf(params))
+        return noop(f"version {params.version} installed and configured for {params.switch}")
+    mp = params.mount_point
+    pkg = f"{mp}/{params.dmg.pkg_name}"
+    cmds: list[Command] = []
+    if params.expected_team_id:
+        cmds.append(
+            Command(
+                ("/bin/sh", "-c", CHECK_SIGNATURE_SCRIPT, "check-signature", pkg, params.expected_team_id),
+                mutating=False,
+            )
+        )
+    if params.method == "pkg":
+        cmds.append(Command(("installer", "-pkg", pkg, "-target", "/")))
+        cmds.append(_updateconf(params))
+    else:
+        stage = params.stage_dir
+        cmds.append(Command(("mkdir", "-p", stage)))
+        cmds.append(Command(("cp", f"{mp}/scripts/install.sh", pkg, f"{stage}/")))
+        # `sh FILE` so the copy need not be executable; install.sh looks for the pkg beside $0
+        cmds.append(Command(("/bin/sh", f"{stage}/install.sh", params.switch, params.background_url)))
+    return commands(*cmds)
+
+
+def unmount(facts: MacFacts, params: InstallParams) -> Plan:
+    if not decide(facts, params).install_pkg:
+        return noop("nothing was mounted")
+    return commands(Command(("hdiutil", "detach", params.mount_point)))
+
+
+def identity(facts: MacFacts, params: InstallParams) -> Plan:
+    d = decide(facts, params)
+    if not d.identity_import:
+        return noop(
+            f"identity {params.identity.sha1.upper()} is in the System keychain and the running client "
+            "(installed binary) is connected"
+        )
+    cmds: list[Command] = []
+    if d.identity_present:
+        cmds.append(
+            Command(("security", "delete-identity", "-Z", params.identity.sha1.upper(), SYSTEM_KEYCHAIN))
+        )
+    cmds.append(Command(("security", "-i"), stdin="identity-import"))
+    cmds.append(Command(("rm", "-f", params.pfx_path)))
+    return commands(*cmds)
+
+
+def start(facts: MacFacts, params: InstallParams) -> Plan:
+    d = decide(facts, params)
+    if not d.restart:
+        return noop(f"the client runs (pid {facts.job.pid}) and is connected; nothing changed")
+    if d.loaded_at_start:
+        return commands(Command(("launchctl", "kickstart", "-k", SERVICE)))
+    return commands(Command(("launchctl", "load", "-w", PLIST)))
+
+
+def verify(facts: MacFacts, params: InstallParams) -> Plan:
+    return commands(*verify_commands())
+
+
+def cleanup(facts: MacFacts, params: InstallParams) -> Plan:
+    d = decide(facts, params)
+    if not d.pushes:
+        return noop("nothing was pushed: no private directory to remove")
+    cmds: list[Command] = []
+    cache = params.cache_path
+    if cache is not None and params.cache_dir is not None and d.push_dmg:
+        cmds.append(Command(("mkdir", "-p", params.cache_dir)))
+        cmds.append(Command(("mv", "-f", params.pushed_dmg_path, cache)))
+    cmds.append(Command(("rm", "-rf", params.private_dir)))
+    return commands(*cmds)
+
+
+__all__ = [
+    "cleanup",
+    "identity",
+    "install",
+    "mount",
+    "preflight",
+    "push",
+    "rosetta",
+    "start",
+    "trust",
+    "unmount",
+    "verify",
+]
