@@ -1,0 +1,184 @@
+"""Writing what happens to the database, as it happens, without stalling the event loop.
+
+Every step start and end, job change and device refresh goes on a queue; one writer thread commits what
+has queued every `interval` seconds in ONE transaction (a step that starts and ends within the same batch
+becomes a single insert). A thousand devices produce tens of thousands of records: one commit each would
+block the loop for seconds on SQLite. `flush()` waits until everything queued so far is committed —
+the runner calls it at the points where durability matters (before a mutating exec, at the end of a job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from orchestrator.state.models import Device, DeviceJob, StepRun, new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _StepInsert:
+    id: str
+    values: dict[str, Any]
+
+
+@dataclass
+class _Update:
+    model: type[Any]
+    id: str
+    values: dict[str, Any]
+
+
+@dataclass
+class _Flush:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+@dataclass
+class _Batch:
+    inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[tuple[type[Any], str], dict[str, Any]] = field(default_factory=dict)
+    flushes: list[_Flush] = field(default_factory=list)
+
+    def add(self, op: object) -> None:
+        if isinstance(op, _StepInsert):
+            self.inserts[op.id] = op.values
+        elif isinstance(op, _Update):
+            if op.model is StepRun and op.id in self.inserts:
+                self.inserts[op.id].update(op.values)  # started and ended within one batch: one insert
+            else:
+                self.updates.setdefault((op.model, op.id), {}).update(op.values)
+        elif isinstance(op, _Flush):
+            self.flushes.append(op)
+
+    def empty(self) -> bool:
+        return not (self.inserts or self.updates)
+
+
+class Recorder:
+    """The write side of a run. Thread-safe; call `start()` once and `close()` at the end."""
+
+    def __init__(self, engine: Engine, interval: float = 0.05) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.error: BaseException | None = None  # the last commit failure, surfaced by flush()
+        self.commits = 0
+
+    def start(self) -> Recorder:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="macfleet-recorder", daemon=True)
+            self._thread.start()
+        return self
+
+    # ------------------------------------------------------------------ queueing (any thread)
+
+    def step_started(self, job_id: str, step: str, attempt: int, commands_json: str = "[]") -> str:
+        step_id = new_id()
+        self._queue.put(
+            _StepInsert(
+                step_id,
+                {
+                    "job_id": job_id,
+                    "step": step,
+                    "attempt": attempt,
+                    "status": "running",
+                    "started_at": utcnow(),
+                    "commands_json": commands_json,
+                },
+            )
+        )
+        return step_id
+
+    def step_finished(self, step_id: str, **values: Any) -> None:
+        values.setdefault("ended_at", utcnow())
+        self._queue.put(_Update(StepRun, step_id, values))
+
+    def job(self, job_id: str, **values: Any) -> None:
+        self._queue.put(_Update(DeviceJob, job_id, values))
+
+    def device(self, device_id: str, **values: Any) -> None:
+        values.setdefault("updated_at", utcnow())
+        self._queue.put(_Update(Device, device_id, values))
+
+    async def flush(self) -> None:
+        """Wait until everything queued before this call is committed. Raises the writer's last error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Flush(loop, future))
+        if self._thread is None:
+            self.start()
+        await future
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise RuntimeError(f"recording to the database failed: {error}") from error
+
+    async def close(self) -> None:
+        await self.flush()
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5)
+            self._thread = None
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            batch = _Batch()
+            try:
+                batch.add(self._queue.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            deadline = time.monotonic() + self.interval
+            while time.monotonic() < deadline and not batch.flushes:
+                try:
+                    batch.add(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            while True:  # take whatever else is already there
+                try:
+                    batch.add(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit(batch)
+
+    def _commit(self, batch: _Batch) -> None:
+        if not batch.empty():
+            failure: BaseException | None = None
+            for attempt in range(3):
+                try:
+                    with Session(self.engine) as session:
+                        if batch.inserts:
+                            session.add_all(StepRun(id=i, **v) for i, v in batch.inserts.items())
+                        for (model, row_id), values in batch.updates.items():
+                            session.exec(update(model).where(col(model.id) == row_id).values(**values))
+                        session.commit()
+                    self.commits += 1
+                    failure = None
+                    break
+                except Exception as exc:  # retried, then surfaced by flush()
+                    log.warning("recording to the database failed (attempt %d): %s", attempt + 1, exc)
+                    failure = exc
+                    time.sleep(0.2 * (attempt + 1))
+            if failure is not None:
+                self.error = failure
+        for f in batch.flushes:
+            f.loop.call_soon_threadsafe(_resolve, f.future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
