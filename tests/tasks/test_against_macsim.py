@@ -7,6 +7,7 @@ MACFLEET_DUMP_PROBES=DIR writes each probe's raw output per host (used to write 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ HOSTS = [
     {"name": "fresh-intel", "arch": "x86_64"},
     {"name": "fresh-m1", "arch": "arm64", "rosetta": False},
     {"name": "done-intel", "arch": "x86_64"},
+    {"name": "pkg-m2", "arch": "arm64", "rosetta": True},
 ]
 
 
@@ -122,6 +124,9 @@ async def gather(fleet: Fleet, host: SimHost, params: InstallParams) -> MacFacts
                 )
             )
     facts: MacFacts = INSTALL.parse_facts(params, outputs)
+    if dump:
+        (Path(dump) / host.name / "_facts.json").write_text(json.dumps(facts.as_json(), indent=1))
+        (Path(dump) / host.name / "_params.json").write_text(json.dumps(params.as_json(), indent=1))
     assert MacFacts.from_json(json.loads(json.dumps(facts.as_json()))) == facts
     return facts
 
@@ -208,13 +213,19 @@ async def test_finished_mac_plans_nothing_mutating(fleet: Fleet, arts: Artifacts
     assert_nothing_to_do(facts, params)
 
 
-@pytest.mark.parametrize("name", ["fresh-intel", "fresh-m1"])
+@pytest.mark.parametrize("name", ["fresh-intel", "fresh-m1", "pkg-m2"])
 async def test_workflow_installs_then_is_idempotent(fleet: Fleet, arts: Artifacts, name: str) -> None:
     host = fleet.hosts[name]
     params = make_params(arts, host)
+    if name == "pkg-m2":  # the pkg path, the team id check and the DMG cache
+        params = dataclasses.replace(
+            params, method="pkg", expected_team_id="FAKE1ETEAM", cache_dir="/Library/Caches/macfleet"
+        )
     after = await run_workflow(fleet, arts, host, params)
     assert after.client_version == NEW_VERSION and after.connected, after.as_json()
     assert not host.mac.fs.exists(params.private_dir)
+    if params.cache_path is not None:
+        assert after.dmg_cached and host.mac.fs.exists(params.cache_path)
     assert_nothing_to_do(after, params)
     # verify, read-only, judges the Mac done
     async with open_asyncssh(fleet, host) as conn:

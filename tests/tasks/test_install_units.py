@@ -1,0 +1,98 @@
+"""identity_import_stdin, the explainers and the verify judge on outputs macsim and macOS print."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.install import INSTALL, CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
+from tasks.model import ProbeOutput
+
+PARAMS = InstallParams(
+    run_id="r1",
+    version="8.0.2.5",
+    switch="s:4000",
+    background_url="https://s/Background",
+    dmg=DmgRef("8.0.2.5", "ab" * 32, 1000, "1e.client-macOS_v8.0.2.5.dmg"),
+    identity=IdentityRef("AA" * 20, "bb" * 32, ("mac.local",)),
+    cas=(CaRef("cc" * 32, "dd" * 20, "CN=Root", "Root", "ca-cccc.pem"),),
+    private_dir="/private/tmp/macfleet-r1",
+)
+
+
+def test_identity_import_line() -> None:
+    line = identity_import_stdin(PARAMS, "Ab3-x_9.Z")
+    assert line == (
+        b"import /private/tmp/macfleet-r1/client.p12 -k /Library/Keychains/System.keychain -t agg -f pkcs12 "
+        b'-P Ab3-x_9.Z -T "/Library/Application Support/1E/Client/1E.Client"\n'
+    )
+
+
+@pytest.mark.parametrize("bad", ["", 'a"b', "a'b", "a\\b", "a b", "a\nb", "a\tb", "x" * 5000])
+def test_identity_import_rejects(bad: str) -> None:
+    with pytest.raises(ValueError):
+        identity_import_stdin(PARAMS, bad)
+
+
+def _explain(step: str, argv: tuple[str, ...], stderr: str, stdout: str = "") -> tuple[str, str] | None:
+    explain = INSTALL.step(step).explain
+    assert explain is not None
+    r = explain(argv, 1, stdout, stderr)
+    return (r.error_type, r.hint) if r else None
+
+
+def test_explainers() -> None:
+    trust = _explain(
+        "trust",
+        ("security", "add-trusted-cert"),
+        "SecTrustSettingsSetTrustSettings: The authorization was denied since no user interaction "
+        "was possible.\n",
+    )
+    assert trust is not None and trust[0] == "TrustRefused" and "configuration profile" in trust[1]
+    pfx = _explain(
+        "identity",
+        ("security", "-i"),
+        "security: SecKeychainItemImport: MAC verification failed during PKCS12 import (wrong password?)",
+    )
+    assert pfx is not None and pfx[0] == "PfxRejected" and "3DES" in pfx[1]
+    mnt = _explain("mount", ("hdiutil", "attach"), "hdiutil: attach failed - image not recognized\n")
+    assert mnt is not None and mnt[0] == "HdiutilFailed"
+    space = _explain(
+        "install",
+        ("installer", "-pkg", "x", "-target", "/"),
+        "installer: There is not enough space on the volume / to install",
+    )
+    assert space is not None and space[0] == "InsufficientSpace"
+    sig = _explain(
+        "install",
+        ("/bin/sh", "-c", "...", "check-signature", "/x.pkg", "ABCDE12345"),
+        "",
+        'Package "x.pkg":\n   Status: signed by a developer certificate issued by Apple\n'
+        "    1. Developer ID Installer: Other Ltd (ZZZZZ99999)\n",
+    )
+    assert sig is not None and sig[0] == "SignatureMismatch"
+
+
+def _verdict(print_rc: int, print_out: str, log: str) -> object:
+    outs = [ProbeOutput(("launchctl",), print_rc, print_out, ""), ProbeOutput(("tail",), 0, log, "")]
+    return INSTALL.judge_verify(None, PARAMS, outs)
+
+
+RUNNING = (
+    "system/com.1e.pkg.1E.Client = {\n\tstate = running\n\tpid = 42\n\tlast exit code = (never exited)\n}\n"
+)
+
+
+def test_judge_verify() -> None:
+    start = "t INFO    1E Client starting\n"
+    done = _verdict(0, RUNNING, start + "t INFO    Connected to Switch s:4000 as mac.local\n")
+    assert getattr(done, "done") is True
+    err = _verdict(
+        0,
+        RUNNING,
+        "t INFO Connected to Switch old\n" + start + "t ERROR   Cannot obtain the client "
+        "certificate's private key: The user name or passphrase you entered is not correct.\n",
+    )
+    assert getattr(err, "failure").error_type == "NotConnected"
+    assert getattr(_verdict(0, RUNNING, start), "pending") is True
+    gone = _verdict(113, "", "")
+    assert getattr(gone, "failure").error_type == "DaemonNotRunning"
