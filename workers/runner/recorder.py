@@ -182,3 +182,28 @@ class Recorder:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class NullRecorder(Recorder):
+    """Discards everything (dry runs record nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__(engine=None)  # type: ignore[arg-type]
+
+    def step_started(self, job_id: str, step: str, attempt: int, commands_json: str = "[]") -> str:
+        return new_id()
+
+    def step_finished(self, step_id: str, **values: Any) -> None:
+        pass
+
+    def job(self, job_id: str, **values: Any) -> None:
+        pass
+
+    def device(self, device_id: str, **values: Any) -> None:
+        pass
+
+    async def flush(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,151 @@
+"""A lab for runner tests: a macsim fleet, real artifacts (DMG, CAs, one PFX per Mac), a state database
+populated through the controller's own library functions, and a way to create install runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from cryptography.x509 import load_pem_x509_certificate
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from inventory.formats import loads
+from macsim.artifacts.certs import CertArtifacts, write_cert_artifacts
+from macsim.artifacts.dmg import write_dmg
+from macsim.fleet import Fleet
+from macsim.spec import parse_spec
+from orchestrator.artifacts import add_artifact
+from orchestrator.certs.store import BoxVault, add_cas, import_pfx
+from orchestrator.config import Settings
+from orchestrator.inventory_store import import_inventory
+from orchestrator.secrets import SecretBox
+from orchestrator.state.models import CaCertificate, Device, DeviceJob, Run, StepRun
+
+VERSION = "8.0.2.5"
+SWITCH = "tachyon.lab.test:4000"
+BACKGROUND = "https://tachyon.lab.test:443/Background/"
+
+
+@dataclass
+class Lab:
+    fleet: Fleet
+    engine: Engine
+    settings: Settings
+    certs: CertArtifacts
+    base: Path
+    artifact_sha256: str
+
+    def params(self, **over: Any) -> dict[str, Any]:
+        with Session(self.engine) as s:
+            cas = [c.sha256 for c in s.exec(select(CaCertificate)).all()]
+        p: dict[str, Any] = {
+            "version": VERSION,
+            "switch": SWITCH,
+            "background_url": BACKGROUND,
+            "artifact_sha256": self.artifact_sha256,
+            "method": "install.sh",
+            "expected_team_id": None,
+            "cache_dmg": False,
+            "verify_timeout": 10.0,
+            "min_free_bytes": 0,
+            "ca_sha256s": cas,
+        }
+        p.update(over)
+        return p
+
+    def create_run(self, names: Sequence[str] | None = None, **over: Any) -> str:
+        """An install run with one pending job per device (all devices when names is None)."""
+        with Session(self.engine) as s:
+            q = select(Device).order_by(col(Device.name))
+            devices = [d for d in s.exec(q).all() if names is None or d.name in names]
+            run = Run(kind="install", params_json=json.dumps(self.params(**over)), created_by="test")
+            s.add(run)
+            s.flush()
+            for d in devices:
+                s.add(DeviceJob(run_id=run.id, device_id=d.id))
+            s.commit()
+            return run.id
+
+    def jobs(self, run_id: str) -> dict[str, DeviceJob]:
+        with Session(self.engine) as s:
+            rows = s.exec(select(DeviceJob, Device).where(DeviceJob.run_id == run_id,
+                                                          DeviceJob.device_id == Device.id)).all()
+            return {d.name: j for j, d in rows}
+
+    def steps(self, run_id: str, device: str) -> dict[str, StepRun]:
+        """The latest record of each step of the device's job in the run."""
+        job = self.jobs(run_id)[device]
+        with Session(self.engine) as s:
+            q = select(StepRun).where(StepRun.job_id == job.id).order_by(col(StepRun.started_at))
+            return {r.step: r for r in s.exec(q).all()}
+
+    def device(self, name: str) -> Device:
+        with Session(self.engine) as s:
+            d = s.exec(select(Device).where(Device.name == name)).one()
+            return d
+
+
+def host_entry(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"name": spec["name"], **{k: v for k, v in spec.items() if k != "name"}}
+
+
+@asynccontextmanager
+async def lab(
+    tmp_path: Path,
+    engine: Engine,
+    hosts: Sequence[dict[str, Any]],
+    *,
+    dmg_size: int | None = None,
+    pfx_for: dict[str, str] | None = None,
+) -> AsyncIterator[Lab]:
+    """Start the fleet and fill the database: inventory, CAs, one PFX per host (or the bad kind named in
+    pfx_for: host -> bad kind, e.g. "wrong-case"), the DMG."""
+    base = tmp_path
+    spec = {"state_dir": str(base / "fleet"), "hosts": [host_entry(h) for h in hosts]}
+    arts = base / "artifacts"
+    arts.mkdir(parents=True, exist_ok=True)
+    dmg = write_dmg(arts, VERSION, size_bytes=dmg_size)
+    async with Fleet.start(parse_spec(spec), base / "fleet") as fleet:
+        names = {h["name"]: fleet.hosts[h["name"]].hostname for h in hosts}
+        bad = next(iter(pfx_for), None) if pfx_for else None
+        certs = write_cert_artifacts(arts, names, bad_host=bad)
+        known = fleet.write_known_hosts(base / "known_hosts")
+        settings = Settings(
+            data_dir=base / "data",
+            database_url=str(engine.url),
+            secret_key=Fernet.generate_key().decode(),
+            ssh={"known_hosts": known, "command_timeout": 60.0, "concurrency": 50},
+        )
+        inv = {
+            "groups": [{"name": "lab"}],
+            "hosts": [
+                {
+                    "name": h["name"],
+                    "address": fleet.hosts[h["name"]].address,
+                    "port": fleet.hosts[h["name"]].port,
+                    "user": fleet.hosts[h["name"]].spec.user,
+                    "auth": {"key": str(fleet.client_key_path)},
+                    "groups": ["lab"],
+                }
+                for h in hosts
+            ],
+        }
+        box = SecretBox(settings.secret_key.encode())  # type: ignore[union-attr]
+        with Session(engine) as s:
+            import_inventory(s, loads(json.dumps(inv), "inventory.yaml"), "test")
+            add_cas(s, [load_pem_x509_certificate(p.pem.read_bytes()) for p in (certs.lab_ca, certs.switch_ca)])
+            for name in names:
+                pfx = certs.bad_pfx[pfx_for[name]] if pfx_for and name in pfx_for else certs.host_pfx[name]
+                import_pfx(s, BoxVault(box), pfx.read_bytes(), certs.password_for(pfx).encode(), str(pfx),
+                           now=datetime.now(UTC), device_name=name)
+            art, _ = add_artifact(s, settings.data_dir, dmg)
+            s.commit()
+            sha = art.sha256
+        yield Lab(fleet, engine, settings, certs, base, sha)

@@ -1,0 +1,339 @@
+"""The local driver: runs a run's device jobs in this process (asyncio), the embedded default.
+
+It claims each job's lease and the device's lock in the database before touching the Mac, renews them
+while it works, and releases them at the end — so a second controller, a redelivered Celery task or a
+`runs resume` can never work on the same device at the same time. A controller that dies leaves leases
+that expire after LEASE_TTL; `runs resume` then takes the jobs over and re-probes each Mac.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from orchestrator import leases
+from orchestrator.config import Settings
+from orchestrator.secrets import SecretBox
+from orchestrator.state.models import (
+    Device,
+    DeviceJob,
+    HostKeyPin,
+    JobStatus,
+    Run,
+    RunStatus,
+    new_id,
+    utcnow,
+)
+from workers.events import JobFinished, RunEvent
+from workers.limits import raise_nofile_limit
+from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
+from workers.runner.inputs import InputError, RunInputs, device_work, load_run_inputs
+from workers.runner.recorder import NullRecorder, Recorder
+from workers.ssh import Timeouts, parse_public_key
+
+LEASE_TTL = 60.0
+UNFINISHED = (JobStatus.PENDING.value, JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    status: str
+    counts: dict[str, int]
+    failed: list[tuple[str, str | None, str | None, str | None]]  # (device, step, error_type, message)
+    results: list[DeviceResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    device: str
+    facts: dict[str, Any] | None
+    steps: list[tuple[str, dict[str, Any]]]
+    error: tuple[str, str] | None
+
+
+def new_owner() -> str:
+    return f"local:{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+
+
+def timeouts_of(settings: Settings) -> Timeouts:
+    s = settings.ssh
+    return Timeouts(
+        connect=s.connect_timeout,
+        login=max(s.connect_timeout, 30.0),
+        command=s.command_timeout,
+        keepalive_interval=s.keepalive_interval,
+        keepalive_count_max=s.keepalive_count_max,
+    )
+
+
+def _pinner(engine: Engine) -> Callable[[Device, str, str], None]:
+    def pin(device: Device, line: str, fingerprint: str) -> None:
+        key = parse_public_key(line)
+        with Session(engine) as s:
+            s.add(HostKeyPin(device_id=device.id, address=device.address, port=device.port,
+                             key_type=key.get_algorithm(), public_key=line,
+                             fingerprint_sha256=fingerprint, source="tofu"))
+            s.commit()
+
+    return pin
+
+
+class _Driver:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        owner: str,
+        on_event: Callable[[RunEvent], None] | None,
+        stop: asyncio.Event,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.owner = owner
+        self.on_event = on_event or (lambda _e: None)
+        self.stop = stop
+        self.held: dict[str, str] = {}  # job id -> device id
+
+    @cache  # noqa: B019  (one driver per run; the box is made once, on first need)
+    def box(self) -> SecretBox:
+        return SecretBox.from_settings(self.settings)
+
+    async def heartbeat(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL / 3)
+            await asyncio.to_thread(self._renew, list(self.held), list(self.held.values()), run_id)
+
+    def _renew(self, jobs: list[str], devices: list[str], run_id: str) -> None:
+        with Session(self.engine) as s:
+            leases.renew_jobs(s, jobs, self.owner, LEASE_TTL)
+            leases.renew_devices(s, devices, run_id, LEASE_TTL)
+
+    async def claim(self, job_id: str, device_id: str, run_id: str) -> str | None:
+        """None when claimed; else why not ("done", "busy:RUN"). Waits out a dead holder's lease."""
+        deadline = asyncio.get_running_loop().time() + LEASE_TTL + 5
+        while True:
+            def attempt() -> str | None:
+                with Session(self.engine) as s:
+                    if not leases.claim_job(s, job_id, self.owner, LEASE_TTL):
+                        job = s.get(DeviceJob, job_id)
+                        if job is None or job.status not in UNFINISHED:
+                            return "done"
+                        return "leased"
+                    if not leases.lock_device(s, device_id, run_id, self.owner, LEASE_TTL):
+                        holder = leases.device_holder(s, device_id)
+                        leases_release(s, job_id, self.owner)
+                        return f"busy:{holder}"
+                    return None
+
+            why = await asyncio.to_thread(attempt)
+            if why != "leased" or asyncio.get_running_loop().time() > deadline or self.stop.is_set():
+                return why
+            await asyncio.sleep(1.0)  # another holder's lease (a dead controller's) has to expire first
+
+
+def leases_release(session: Session, job_id: str, owner: str) -> None:
+    job = session.get(DeviceJob, job_id)
+    if job is not None and job.lease_owner == owner:
+        job.lease_expires_at = utcnow() - timedelta(seconds=1)
+        session.add(job)
+        session.commit()
+
+
+async def drive(
+    engine: Engine,
+    settings: Settings,
+    run_id: str,
+    *,
+    concurrency: int | None = None,
+    on_event: Callable[[RunEvent], None] | None = None,
+    stop: asyncio.Event | None = None,
+    owner: str | None = None,
+) -> RunOutcome:
+    """Run every unfinished job of the run here; returns when all are done (or stopped)."""
+    raise_nofile_limit()
+    stop = stop or asyncio.Event()
+    d = _Driver(engine, settings, owner=owner or new_owner(), on_event=on_event, stop=stop)
+    with Session(engine) as s:
+        inputs = load_run_inputs(s, run_id)
+        rows = s.exec(
+            select(DeviceJob, Device)
+            .where(DeviceJob.run_id == run_id, col(DeviceJob.status).in_(UNFINISHED))
+            .where(DeviceJob.device_id == Device.id)
+            .order_by(col(DeviceJob.wave), col(Device.name))
+        ).all()
+        jobs = [(j.id, dev.id, dev.name) for j, dev in rows]
+        run = s.get(Run, run_id)
+        assert run is not None
+        run.status = RunStatus.RUNNING.value
+        run.started_at = run.started_at or utcnow()
+        run.ended_at = None
+        s.add(run)
+        s.commit()
+    recorder = Recorder(engine).start()
+    run_settings = RunSettings(
+        run_id=run_id,
+        workflow=inputs.workflow,
+        timeouts=timeouts_of(settings),
+        verify_timeout=float(inputs.params.get("verify_timeout") or settings.deploy.verify_timeout),
+        private_dir=inputs.private_dir,
+    )
+    sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)
+    pin = _pinner(engine)
+
+    async def one(job_id: str, device_id: str, name: str) -> DeviceResult | None:
+        async with sem:
+            if stop.is_set():
+                return None
+            why = await d.claim(job_id, device_id, run_id)
+            if why is not None:
+                if why.startswith("busy:"):
+                    msg = f"{name} is held by run {why[5:]}; wait for it or halt it"
+                    recorder.job(job_id, status=JobStatus.FAILED.value, error_type="DeviceBusy",
+                                 error_message=msg, ended_at=utcnow())
+                    d.on_event(JobFinished(run_id, name, JobStatus.FAILED.value, None, "DeviceBusy", msg))
+                return None
+            d.held[job_id] = device_id
+            try:
+                return await _work(d, inputs, run_settings, recorder, job_id, device_id, name, pin)
+            finally:
+                d.held.pop(job_id, None)
+
+                def release() -> None:
+                    with Session(engine) as s:
+                        leases_release(s, job_id, d.owner)
+                        leases.unlock_device(s, device_id, run_id)
+
+                await recorder.flush()
+                await asyncio.to_thread(release)
+
+    beat = asyncio.create_task(d.heartbeat(run_id))
+    try:
+        results = await asyncio.gather(*(one(*j) for j in jobs))
+    finally:
+        beat.cancel()
+        await recorder.close()
+    return await asyncio.to_thread(_finish_run, engine, run_id, stop.is_set(), [r for r in results if r])
+
+
+async def _work(
+    d: _Driver,
+    inputs: RunInputs,
+    run_settings: RunSettings,
+    recorder: Recorder,
+    job_id: str,
+    device_id: str,
+    name: str,
+    pin: Callable[[Device, str, str], None],
+) -> DeviceResult:
+    def build() -> DeviceWork:
+        with Session(d.engine) as s:
+            job, device = s.get(DeviceJob, job_id), s.get(Device, device_id)
+            assert job is not None and device is not None
+            job.started_at = job.started_at or utcnow()
+            s.add(job)
+            s.commit()
+            return device_work(s, d.settings, inputs, job, device, d.box, pin)
+
+    try:
+        work = await asyncio.to_thread(build)
+    except (InputError, ValueError, KeyError) as e:
+        error_type = e.error_type if isinstance(e, InputError) else "BadInput"
+        recorder.job(job_id, status=JobStatus.FAILED.value, error_type=error_type, error_message=str(e),
+                     ended_at=utcnow())
+        recorder.device(device_id, last_run_id=run_settings.run_id, last_outcome="failed", last_error=str(e))
+        d.on_event(JobFinished(run_settings.run_id, name, JobStatus.FAILED.value, None, error_type, str(e)))
+        return DeviceResult(name=name, status=JobStatus.FAILED.value, error_type=error_type, message=str(e))
+    result = await DeviceRunner(work, run_settings, recorder, d.on_event, d.stop).run()
+    update: dict[str, Any] = {"last_run_id": run_settings.run_id, "last_outcome": result.status}
+    if result.status == JobStatus.SUCCEEDED.value:
+        update |= {"installed_version": getattr(work.params, "version", None), "connected": True,
+                   "last_error": None}
+    elif result.status == JobStatus.FAILED.value:
+        update["last_error"] = f"{result.step}: {result.error_type}: {result.message}"
+        if result.connected is not None:
+            update["connected"] = result.connected
+    recorder.device(device_id, **update)
+    return result
+
+
+def _finish_run(engine: Engine, run_id: str, stopped: bool, results: list[DeviceResult]) -> RunOutcome:
+    with Session(engine) as s:
+        rows = s.exec(select(DeviceJob, Device).where(DeviceJob.run_id == run_id,
+                                                       DeviceJob.device_id == Device.id)).all()
+        counts = Counter(j.status for j, _ in rows)
+        failed = sorted(
+            (dev.name, j.current_step, j.error_type, j.error_message)
+            for j, dev in rows
+            if j.status == JobStatus.FAILED.value
+        )
+        run = s.get(Run, run_id)
+        assert run is not None
+        unfinished = sum(counts[k] for k in UNFINISHED)
+        if unfinished:
+            run.status = RunStatus.HALTED.value
+            run.halt_reason = (
+                "interrupted by the operator" if stopped else f"{unfinished} device(s) could not be claimed"
+            ) + f"; resume with: orchestrate runs resume {run_id[:12]}"
+        else:
+            run.status = RunStatus.FAILED.value if failed else RunStatus.SUCCEEDED.value
+            run.halt_reason = None
+            run.ended_at = utcnow()
+        s.add(run)
+        s.commit()
+        return RunOutcome(run_id, run.status, dict(counts), failed, results)
+
+
+async def dry_run(
+    engine: Engine,
+    settings: Settings,
+    params: dict[str, Any],
+    device_ids: list[str],
+    *,
+    concurrency: int | None = None,
+    kind: str = "install",
+) -> list[DevicePlan]:
+    """Gather facts (read-only) and compute every step's plan for each device; change nothing."""
+    run = Run(id="dryrun-" + new_id()[:12], kind=kind, params_json=json.dumps(params))
+    with Session(engine) as s:
+        inputs = load_run_inputs(s, run)
+        q = select(Device).where(col(Device.id).in_(device_ids)).order_by(col(Device.name))
+        devices = s.exec(q).all()
+    d = _Driver(engine, settings, owner=new_owner(), on_event=None, stop=asyncio.Event())
+    run_settings = RunSettings(run_id=run.id, workflow=inputs.workflow, timeouts=timeouts_of(settings),
+                               private_dir=inputs.private_dir)
+    sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)
+    null = NullRecorder()
+
+    async def one(device: Device) -> DevicePlan:
+        async with sem:
+            def build() -> DeviceWork:
+                with Session(engine) as s:
+                    job = DeviceJob(id="dry", run_id=run.id, device_id=device.id)
+                    return device_work(s, settings, inputs, job, device, d.box)
+
+            try:
+                work = await asyncio.to_thread(build)
+            except (InputError, ValueError, KeyError) as e:
+                kind_ = e.error_type if isinstance(e, InputError) else "BadInput"
+                return DevicePlan(device.name, None, [], (kind_, str(e)))
+            result = await DeviceRunner(work, run_settings, null, plan_only=True).run()
+            facts = result.facts.as_json() if result.facts is not None else None
+            steps = [(name, plan.as_json()) for name, plan in result.plans.items()]
+            failed = result.status == JobStatus.FAILED.value
+            error = (result.error_type or "Error", result.message or "") if failed else None
+            return DevicePlan(device.name, facts, steps, error)
+
+    return list(await asyncio.gather(*(one(dev) for dev in devices)))
