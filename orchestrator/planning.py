@@ -1,0 +1,510 @@
+"""Planning a run: what to install where, decided from the database and the rules alone (no SSH).
+
+`plan_install_run` turns a deploy request into a Run row with one DeviceJob per target device, after checking
+offline everything that can be checked offline: the parameters (Switch, Background Channel URL, version,
+install method) and, per device, its client certificate and whether another run holds it. A device refused
+here gets a FAILED job with a typed reason, and nothing is ever sent to it.
+
+Where a parameter comes from, highest first:
+
+1. the flag (`DeployRequest` field);
+2. group variables (`switch`, `background_url`, `client_version`, `install_method`, `expected_team_id`) of
+   the groups named with `--group` (without `--group`: of the target devices' own groups). Within one named
+   group the nearest definition wins: the group's own vars, then its parents', then grandparents' (as in
+   Ansible, a child overrides its parent). When several groups give *different* values the plan is refused
+   naming them: a run has one set of parameters, so the operator chooses with the flag;
+3. the configuration file / environment (`[deploy]` switch, background_url, version, install_method,
+   expected_team_id);
+4. for the version only: the newest version in the artifact store.
+
+`resume_run` puts a stopped run's unfinished jobs back to pending so a driver can continue it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, col, select
+
+from orchestrator import audit
+from orchestrator.artifacts import list_artifacts
+from orchestrator.config import Settings
+from orchestrator.inventory_store import device_groups, group_tree, resolve_targets
+from orchestrator.state.models import (
+    Artifact,
+    CaCertificate,
+    ClientCertificate,
+    Device,
+    DeviceJob,
+    DeviceLock,
+    Group,
+    JobStatus,
+    Run,
+    RunStatus,
+    utcnow,
+)
+
+__all__ = [
+    "FREE_SPACE_MARGIN",
+    "METHODS",
+    "DeployRequest",
+    "PlannedRun",
+    "PlanningError",
+    "plan_install_run",
+    "resume_run",
+]
+
+METHODS = ("install.sh", "pkg")
+# Free space a Mac needs beyond twice the DMG (the upload, and the client it installs): logs, receipts, conf.
+FREE_SPACE_MARGIN = 100 * 1024 * 1024
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:(\d{1,5})$")
+_TEAM_ID = re.compile(r"^[A-Z0-9]{10}$")
+_FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class PlanningError(ValueError):
+    """The run cannot be planned or resumed; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What the operator asked for: targets, and parameters given as flags (None: not given)."""
+
+    groups: list[str]
+    limits: list[str]
+    switch: str | None = None
+    background_url: str | None = None
+    version: str | None = None
+    method: str | None = None
+    expected_team_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A planned run. `params` is exactly what `Run.params_json` holds (and the runner reads)."""
+
+    run_id: str | None  # None when not persisted (dry run)
+    params: dict[str, Any]
+    device_ids: list[str]  # devices that will run, in name order
+    refused: dict[str, tuple[str, str]]  # device name -> (error_type, message), refused before any SSH
+    device_names: dict[str, str] | None = None  # device id -> name, for the devices that will run
+
+    def as_json(self) -> dict[str, Any]:
+        names = self.device_names or {}
+        return {
+            "run_id": self.run_id,
+            "params": self.params,
+            "devices": [names.get(i, i) for i in self.device_ids],
+            "refused": {n: {"error_type": t, "message": m} for n, (t, m) in self.refused.items()},
+        }
+
+
+# ---------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class _Source:
+    key: str  # group var key
+    flag: str
+    config: str  # `[deploy]` key
+
+
+_SOURCES = {
+    "switch": _Source("switch", "--switch", "switch"),
+    "background_url": _Source("background_url", "--background-url", "background_url"),
+    "version": _Source("client_version", "--version", "version"),
+    "method": _Source("install_method", "--method", "install_method"),
+    "expected_team_id": _Source("expected_team_id", "--expected-team-id", "expected_team_id"),
+}
+
+
+def _group_vars(session: Session) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in session.exec(select(Group.name, Group.vars_json)).all():
+        try:
+            parsed = json.loads(raw or "{}")
+        except ValueError:
+            parsed = {}
+        out[name] = parsed if isinstance(parsed, dict) else {}
+    return out
+
+
+def _nearest(
+    group: str, key: str, gvars: Mapping[str, Mapping[str, Any]], parents: Mapping[str, list[str]]
+) -> Any:
+    """The value of `key` for `group`: its own var, else the nearest ancestor's (breadth first)."""
+    level, seen = [group], {group}
+    while level:
+        for g in sorted(level):
+            value = gvars.get(g, {}).get(key)
+            if value is not None:
+                return value
+        nxt = []
+        for g in level:
+            for p in parents.get(g, []):
+                if p not in seen:
+                    seen.add(p)
+                    nxt.append(p)
+        level = nxt
+    return None
+
+
+def _from_groups(
+    groups: Sequence[str], key: str, gvars: Mapping[str, Mapping[str, Any]], parents: Mapping[str, list[str]]
+) -> tuple[Any, list[str]]:
+    """The value the groups agree on for `key` (None when none sets it), and which groups gave it.
+
+    Raises PlanningError when two groups give different values."""
+    found: dict[str, Any] = {}
+    for g in groups:
+        v = _nearest(g, key, gvars, parents)
+        if v is not None:
+            found[g] = v
+    values = {json.dumps(v, sort_keys=True) for v in found.values()}
+    if len(values) > 1:
+        given = ", ".join(f"{g}: {v!r}" for g, v in sorted(found.items()))
+        src = next(s for s in _SOURCES.values() if s.key == key)
+        raise PlanningError(
+            f"the target groups disagree on {key} ({given}); a run has one value: choose it with {src.flag}"
+        )
+    return (next(iter(found.values())) if found else None), sorted(found)
+
+
+def _pick(
+    name: str,
+    flag_value: str | None,
+    groups: Sequence[str],
+    gvars: Mapping[str, Mapping[str, Any]],
+    parents: Mapping[str, list[str]],
+    config_value: str | None,
+) -> str | None:
+    if flag_value is not None and str(flag_value).strip():
+        return str(flag_value).strip()
+    value, _ = _from_groups(groups, _SOURCES[name].key, gvars, parents)
+    if value is not None:
+        return str(value).strip()
+    return config_value.strip() if isinstance(config_value, str) and config_value.strip() else None
+
+
+def _missing(name: str, what: str) -> PlanningError:
+    src = _SOURCES[name]
+    return PlanningError(
+        f"no {what} given: pass {src.flag}, set `{src.config}` under [deploy] in orchestrate.toml, "
+        f"or set the group variable `{src.key}`"
+    )
+
+
+def _switch_ok(part: str) -> bool:
+    m = _HOST_PORT.match(part)
+    return m is not None and 1 <= int(m.group(1)) <= 65535
+
+
+def _https_ok(part: str) -> bool:
+    u = urlsplit(part)
+    return u.scheme == "https" and bool(u.hostname) and not any(c.isspace() for c in part)
+
+
+def _normalize_list(value: str, ok: Callable[[str], bool], what: str, example: str) -> str:
+    """Parts separated by `,` or `;`, each checked by ok, joined with `;` as 1E's conf writes them."""
+    parts = [p.strip() for p in re.split(r"[;,]", value) if p.strip()]
+    if not parts:
+        raise PlanningError(f"the {what} is empty: give e.g. {example}")
+    for p in parts:
+        if not ok(p):
+            raise PlanningError(f"{what} {p!r} is not valid: give e.g. {example} (several: separated by ',')")
+    return ";".join(parts)
+
+
+def normalize_switch(value: str) -> str:
+    """`host:port[,host:port...]` as 1E's conf writes it (`;`-separated). Raises PlanningError."""
+    return _normalize_list(value, _switch_ok, "Switch (HOST:PORT)", "tachyon.acme.local:4000")
+
+
+def normalize_background_url(value: str) -> str:
+    """One or more https URLs, `;`-separated as 1E's conf writes them. Raises PlanningError."""
+    return _normalize_list(
+        value, _https_ok, "Background Channel URL (https)", "https://tachyon.acme.local:443/Background/"
+    )
+
+
+def _version_key(v: str) -> tuple[tuple[int, str], ...]:
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.-]", v))
+
+
+def _artifact_for(session: Session, version: str | None) -> Artifact:
+    arts = list_artifacts(session)
+    if version is None:
+        if not arts:
+            raise PlanningError(
+                "no version given and the artifact store is empty: add the 1E Client DMG with "
+                "`orchestrate artifact add DMG` (or pass --version / set `version` under [deploy])"
+            )
+        newest = max(arts, key=lambda a: (_version_key(a.version), a.added_at))
+        version = newest.version
+    hits = sorted((a for a in arts if a.version == version), key=lambda a: a.added_at)
+    if not hits:
+        have = ", ".join(sorted({a.version for a in arts}, key=_version_key)) or "none"
+        raise PlanningError(
+            f"no DMG for version {version}: orchestrate artifact add 1E.Client-{version}.dmg "
+            f"(versions in the store: {have})"
+        )
+    return hits[-1]  # several DMGs of one version: the one added last
+
+
+def _params(
+    session: Session, settings: Settings, request: DeployRequest, groups: Sequence[str]
+) -> dict[str, Any]:
+    gvars = _group_vars(session)
+    parents: dict[str, list[str]] = {}
+    for parent, kids in group_tree(session).items():
+        for k in kids:
+            parents.setdefault(k, []).append(parent)
+    d = settings.deploy
+
+    def pick(name: str, flag: str | None, config: str | None) -> str | None:
+        return _pick(name, flag, groups, gvars, parents, config)
+
+    switch = pick("switch", request.switch, d.switch)
+    if switch is None:
+        raise _missing("switch", "Tachyon Switch")
+    url = pick("background_url", request.background_url, d.background_url)
+    if url is None:
+        raise _missing("background_url", "Background Channel URL")
+    method = pick("method", request.method, d.install_method) or "install.sh"
+    if method not in METHODS:
+        raise PlanningError(f"install method {method!r} is not one of {', '.join(METHODS)}: fix --method")
+    team = pick("expected_team_id", request.expected_team_id, d.expected_team_id)
+    if team is not None and not _TEAM_ID.match(team):
+        raise PlanningError(f"Apple team id {team!r} is not 10 upper-case letters or digits: fix it")
+    art = _artifact_for(session, pick("version", request.version, d.version))
+    cas = session.exec(select(CaCertificate.sha256).order_by(col(CaCertificate.sha256))).all()
+    return {
+        "version": art.version,
+        "switch": normalize_switch(switch),
+        "background_url": normalize_background_url(url),
+        "artifact_sha256": art.sha256,
+        "method": method,
+        "expected_team_id": team,
+        "cache_dmg": bool(d.keep_dmg_cache),
+        "verify_timeout": float(d.verify_timeout),
+        "min_free_bytes": int(2 * art.size + FREE_SPACE_MARGIN),
+        "ca_sha256s": list(cas),
+    }
+
+
+# ---------------------------------------------------------------- per-device checks
+
+
+def _cert_problem(cert: ClientCertificate | None, hostname: str, now: datetime) -> tuple[str, str] | None:
+    if cert is None:
+        return (
+            "NoCertificate",
+            "no client certificate stored for this device: add its PFX with "
+            "`orchestrate certs add PFX --password-file F`",
+        )
+    try:
+        san = [str(n) for n in json.loads(cert.san_dns_json or "[]")]
+    except ValueError:
+        san = []
+    names = list(dict.fromkeys(([cert.subject_cn] if cert.subject_cn else []) + san))
+    if hostname not in names:
+        shown = ", ".join(repr(n) for n in names) or "no CN and no SAN DNS name"
+        case = any(n.lower() == hostname.lower() for n in names)
+        hint = " (only the case differs; the match is case-sensitive)" if case else ""
+        return (
+            "HostnameMismatch",
+            f"the certificate names {shown} but the Mac's host name is {hostname!r}{hint}: issue one for "
+            f"exactly {hostname!r} and add it with `orchestrate certs add`",
+        )
+    if now > cert.not_after:
+        return (
+            "CertificateExpired",
+            f"the client certificate expired on {cert.not_after:%Y-%m-%d}: issue a new one and add it "
+            "with `orchestrate certs add`",
+        )
+    if now < cert.not_before:
+        return (
+            "CertificateNotYetValid",
+            f"the client certificate is valid only from {cert.not_before:%Y-%m-%d %H:%M} UTC: wait, or "
+            "issue one valid now",
+        )
+    return None
+
+
+def _refusals(session: Session, devices: Sequence[Device], now: datetime) -> dict[str, tuple[str, str]]:
+    """Device id -> (error_type, message) for each device that must not run; two queries in all."""
+    ids = {d.id for d in devices}
+    certs: dict[str, ClientCertificate] = {}
+    rows = session.exec(
+        select(ClientCertificate)
+        .where(col(ClientCertificate.active))
+        .order_by(col(ClientCertificate.added_at))
+    ).all()
+    for c in rows:
+        if c.device_id in ids:
+            certs[c.device_id] = c  # the newest active one wins, as in certs.store.active_certificate
+    locks = {
+        lk.device_id: lk
+        for lk in session.exec(select(DeviceLock).where(col(DeviceLock.expires_at) > now)).all()
+        if lk.device_id in ids
+    }
+    out: dict[str, tuple[str, str]] = {}
+    for d in devices:
+        lock = locks.get(d.id)
+        if lock is not None:
+            out[d.id] = (
+                "DeviceBusy",
+                f"run {lock.run_id} holds this device until {lock.expires_at:%Y-%m-%d %H:%M:%S} UTC: wait "
+                f"for it (`orchestrate runs show {lock.run_id[:8]}`) or leave the device out with --limit",
+            )
+            continue
+        problem = _cert_problem(certs.get(d.id), d.target_hostname, now)
+        if problem is not None:
+            out[d.id] = problem
+    return out
+
+
+def plan_install_run(
+    session: Session, settings: Settings, request: DeployRequest, actor: str, *, persist: bool = True
+) -> PlannedRun:
+    """Plan an install run for the request's targets.
+
+    Raises PlanningError for unusable parameters (missing or malformed Switch or URL, unknown version,
+    disagreeing group vars) or when no device is targeted. With `persist`, adds to the session (committed by
+    the caller) a pending Run, one DeviceJob per target — FAILED with error_type/message for refused devices,
+    whose Device row records the refusal as its last outcome — and an audit event.
+    """
+    from inventory import TargetingError
+
+    try:
+        devices = resolve_targets(session, request.groups, request.limits)
+    except TargetingError as e:
+        raise PlanningError(f"{e}: check --group/--limit (`orchestrate inventory list`)") from None
+    groups = list(request.groups)
+    if not groups:
+        member = device_groups(session)
+        groups = sorted({g for d in devices for g in member.get(d.id, [])})
+    params = _params(session, settings, request, groups)
+    now = utcnow()
+    refused = _refusals(session, devices, now)
+    run_ids = [d.id for d in devices if d.id not in refused]
+    names = {d.id: d.name for d in devices}
+    plan = PlannedRun(
+        run_id=None,
+        params=params,
+        device_ids=run_ids,
+        refused={names[i]: r for i, r in refused.items()},
+        device_names={i: names[i] for i in run_ids},
+    )
+    if not persist:
+        return plan
+    run = Run(kind="install", status=RunStatus.PENDING, params_json=json.dumps(params, sort_keys=True),
+              executor="local", created_by=actor)  # fmt: skip
+    session.add(run)
+    session.flush()
+    for d in devices:
+        problem = refused.get(d.id)
+        if problem is None:
+            session.add(DeviceJob(run_id=run.id, device_id=d.id, status=JobStatus.PENDING))
+            continue
+        session.add(
+            DeviceJob(
+                run_id=run.id, device_id=d.id, status=JobStatus.FAILED, error_type=problem[0],
+                error_message=problem[1], current_step="plan", ended_at=now,
+            )
+        )
+        d.last_run_id, d.last_outcome = run.id, JobStatus.FAILED
+        d.last_error = f"{problem[0]}: {problem[1]}"
+        session.add(d)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "deploy.plan",
+        {
+            "run_id": run.id,
+            "groups": list(request.groups),
+            "limits": list(request.limits),
+            "devices": len(devices),
+            "refused": {names[i]: t for i, (t, _m) in refused.items()},
+            "params": params,
+        },
+    )
+    return PlannedRun(run.id, params, run_ids, plan.refused, plan.device_names)
+
+
+# ---------------------------------------------------------------- resume
+
+
+def find_run(session: Session, run_id_or_prefix: str) -> Run:
+    """The run with this id, or the one run whose id starts with this prefix (like git).
+
+    Raises PlanningError (LookupError semantics) for an unknown or ambiguous prefix."""
+    ref = run_id_or_prefix.strip().lower()
+    if not ref:
+        raise PlanningError("give a run id (see `orchestrate runs list`)")
+    run = session.get(Run, ref)
+    if run is not None:
+        return run
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    hits = session.exec(select(Run).where(col(Run.id).like(escaped + "%", escape="\\")).limit(6)).all()
+    if not hits:
+        raise PlanningError(
+            f"no run has an id starting with {run_id_or_prefix!r}: see `orchestrate runs list`"
+        )
+    if len(hits) > 1:
+        shown = ", ".join(r.id[:12] for r in hits[:5])
+        raise PlanningError(
+            f"{run_id_or_prefix!r} matches several runs ({shown}{', ...' if len(hits) > 5 else ''}): "
+            "give more characters of the id"
+        )
+    return hits[0]
+
+
+def resume_run(session: Session, run_id: str, actor: str) -> Run:
+    """Make a stopped run resumable: its unfinished jobs (pending, interrupted, or running with an expired
+    lease) go back to pending and the run to running. Completed steps are kept (the runner skips them).
+
+    Raises PlanningError for an unknown run, a finished one (succeeded, failed, cancelled), or one still
+    being worked on (a job running under a live lease)."""
+    run = find_run(session, run_id)
+    if run.status in _FINISHED:
+        raise PlanningError(
+            f"run {run.id[:12]} has finished ({run.status}); nothing to resume: start a new run "
+            "(`orchestrate deploy ...`); devices that already succeeded change nothing"
+        )
+    now = utcnow()
+    jobs = session.exec(select(DeviceJob).where(DeviceJob.run_id == run.id)).all()
+    leases = [
+        j.lease_expires_at
+        for j in jobs
+        if j.status == JobStatus.RUNNING and j.lease_expires_at is not None and j.lease_expires_at > now
+    ]
+    if leases:
+        owner = next(j.lease_owner for j in jobs if j.lease_expires_at in leases) or "another controller"
+        raise PlanningError(
+            f"run {run.id[:12]} is still being worked on by {owner} ({len(leases)} device(s) under a live "
+            f"lease until {max(leases):%H:%M:%S} UTC): "
+            "stop that process, or wait for the leases to expire, then resume"
+        )
+    reset = 0
+    for j in jobs:
+        if j.status in (JobStatus.PENDING, JobStatus.INTERRUPTED, JobStatus.RUNNING):
+            j.status = JobStatus.PENDING
+            j.lease_owner, j.lease_expires_at = None, None
+            session.add(j)
+            reset += 1
+    run.status = RunStatus.RUNNING
+    run.halt_reason = None
+    run.ended_at = None
+    session.add(run)
+    session.flush()
+    audit.record(session, actor, "runs.resume", {"run_id": run.id, "jobs_resumed": reset})
+    return run
