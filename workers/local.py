@@ -9,6 +9,7 @@ that expire after LEASE_TTL; `runs resume` then takes the jobs over and re-probe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -35,6 +36,7 @@ from orchestrator.state.models import (
     new_id,
     utcnow,
 )
+from orchestrator.waves import GateDecision, Threshold, decide, parse_threshold
 from workers.events import JobFinished, RunEvent
 from workers.limits import raise_nofile_limit
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
@@ -99,7 +101,10 @@ class _Driver:
         owner: str,
         on_event: Callable[[RunEvent], None] | None,
         stop: asyncio.Event,
+        lease_ttl: float = LEASE_TTL,
     ) -> None:
+        self.lease_ttl = lease_ttl
+        self.halted_by: str | None = None
         self.engine = engine
         self.settings = settings
         self.owner = owner
@@ -113,26 +118,41 @@ class _Driver:
 
     async def heartbeat(self, run_id: str) -> None:
         while True:
-            await asyncio.sleep(LEASE_TTL / 3)
+            await asyncio.sleep(self.lease_ttl / 3)
             await asyncio.to_thread(self._renew, list(self.held), list(self.held.values()), run_id)
 
     def _renew(self, jobs: list[str], devices: list[str], run_id: str) -> None:
         with Session(self.engine) as s:
-            leases.renew_jobs(s, jobs, self.owner, LEASE_TTL)
-            leases.renew_devices(s, devices, run_id, LEASE_TTL)
+            leases.renew_jobs(s, jobs, self.owner, self.lease_ttl)
+            leases.renew_devices(s, devices, run_id, self.lease_ttl)
+
+    async def watch_halt(self, run_id: str, every: float = 1.0) -> None:
+        """`orchestrate runs halt` marks the run halted in the database: stop starting devices."""
+        while not self.stop.is_set():
+            await asyncio.sleep(every)
+
+            def status() -> tuple[str, str | None]:
+                with Session(self.engine) as s:
+                    run = s.get(Run, run_id)
+                    return (run.status, run.halt_reason) if run else ("", None)
+
+            state, reason = await asyncio.to_thread(status)
+            if state == RunStatus.HALTED.value:
+                self.halted_by = reason or "halted by hand"
+                self.stop.set()
 
     async def claim(self, job_id: str, device_id: str, run_id: str) -> str | None:
         """None when claimed; else why not ("done", "busy:RUN"). Waits out a dead holder's lease."""
-        deadline = asyncio.get_running_loop().time() + LEASE_TTL + 5
+        deadline = asyncio.get_running_loop().time() + self.lease_ttl + 5
         while True:
             def attempt() -> str | None:
                 with Session(self.engine) as s:
-                    if not leases.claim_job(s, job_id, self.owner, LEASE_TTL):
+                    if not leases.claim_job(s, job_id, self.owner, self.lease_ttl):
                         job = s.get(DeviceJob, job_id)
                         if job is None or job.status not in UNFINISHED:
                             return "done"
                         return "leased"
-                    if not leases.lock_device(s, device_id, run_id, self.owner, LEASE_TTL):
+                    if not leases.lock_device(s, device_id, run_id, self.owner, self.lease_ttl):
                         holder = leases.device_holder(s, device_id)
                         leases_release(s, job_id, self.owner)
                         return f"busy:{holder}"
@@ -161,11 +181,14 @@ async def drive(
     on_event: Callable[[RunEvent], None] | None = None,
     stop: asyncio.Event | None = None,
     owner: str | None = None,
+    lease_ttl: float | None = None,
 ) -> RunOutcome:
-    """Run every unfinished job of the run here; returns when all are done (or stopped)."""
+    """Run every unfinished job of the run here, wave by wave; returns when all are done, the failure
+    threshold halts the run, `runs halt` halts it, or `stop` is set (Ctrl-C)."""
     raise_nofile_limit()
     stop = stop or asyncio.Event()
-    d = _Driver(engine, settings, owner=owner or new_owner(), on_event=on_event, stop=stop)
+    d = _Driver(engine, settings, owner=owner or new_owner(), on_event=on_event, stop=stop,
+                lease_ttl=lease_ttl or LEASE_TTL)
     with Session(engine) as s:
         inputs = load_run_inputs(s, run_id)
         rows = s.exec(
@@ -174,14 +197,20 @@ async def drive(
             .where(DeviceJob.device_id == Device.id)
             .order_by(col(DeviceJob.wave), col(Device.name))
         ).all()
-        jobs = [(j.id, dev.id, dev.name) for j, dev in rows]
+        by_wave: dict[int, list[tuple[str, str, str]]] = {}
+        for j, dev in rows:
+            by_wave.setdefault(j.wave, []).append((j.id, dev.id, dev.name))
         run = s.get(Run, run_id)
         assert run is not None
         run.status = RunStatus.RUNNING.value
         run.started_at = run.started_at or utcnow()
         run.ended_at = None
+        run.halt_reason = None
         s.add(run)
         s.commit()
+    limit = inputs.params.get("max_failures")
+    threshold = parse_threshold(str(limit)) if limit not in (None, "") else None
+    pause = float(inputs.params.get("pause") or 0)
     recorder = Recorder(engine).start()
     run_settings = RunSettings(
         run_id=run_id,
@@ -220,12 +249,46 @@ async def drive(
                 await asyncio.to_thread(release)
 
     beat = asyncio.create_task(d.heartbeat(run_id))
+    watch = asyncio.create_task(d.watch_halt(run_id))
+    results: list[DeviceResult | None] = []
+    halt: str | None = None
     try:
-        results = await asyncio.gather(*(one(*j) for j in jobs))
+        for number, wave in enumerate(sorted(by_wave)):
+            gate = await asyncio.to_thread(_gate, engine, run_id, threshold)
+            if gate.action == "halt":
+                halt = gate.reason
+                break
+            if stop.is_set():
+                break
+            if number and pause:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+                if stop.is_set():
+                    break
+            results += await asyncio.gather(*(one(*j) for j in by_wave[wave]))
     finally:
         beat.cancel()
+        watch.cancel()
         await recorder.close()
-    return await asyncio.to_thread(_finish_run, engine, run_id, stop.is_set(), [r for r in results if r])
+    return await asyncio.to_thread(
+        _finish_run, engine, run_id, stop.is_set(), [r for r in results if r], halt, d.halted_by
+    )
+
+
+def _gate(engine: Engine, run_id: str, threshold: Threshold | None) -> GateDecision:
+    """The wave gate, from the database (so it survives a controller restart)."""
+    with Session(engine) as s:
+        rows = s.exec(
+            select(DeviceJob.wave, DeviceJob.status, Device.name)
+            .where(DeviceJob.run_id == run_id, DeviceJob.device_id == Device.id)
+        ).all()
+    counts: dict[int, Counter[str]] = {}
+    failed: list[str] = []
+    for wave, status, name in rows:
+        counts.setdefault(wave, Counter())[status] += 1
+        if status in ("failed", "rolled_back"):
+            failed.append(name)
+    return decide(counts, threshold or Threshold(count=len(rows) + 1), sorted(failed))
 
 
 async def _work(
@@ -269,7 +332,14 @@ async def _work(
     return result
 
 
-def _finish_run(engine: Engine, run_id: str, stopped: bool, results: list[DeviceResult]) -> RunOutcome:
+def _finish_run(
+    engine: Engine,
+    run_id: str,
+    stopped: bool,
+    results: list[DeviceResult],
+    halt: str | None = None,
+    halted_by: str | None = None,
+) -> RunOutcome:
     with Session(engine) as s:
         rows = s.exec(select(DeviceJob, Device).where(DeviceJob.run_id == run_id,
                                                        DeviceJob.device_id == Device.id)).all()
@@ -284,9 +354,15 @@ def _finish_run(engine: Engine, run_id: str, stopped: bool, results: list[Device
         unfinished = sum(counts[k] for k in UNFINISHED)
         if unfinished:
             run.status = RunStatus.HALTED.value
-            run.halt_reason = (
-                "interrupted by the operator" if stopped else f"{unfinished} device(s) could not be claimed"
-            ) + f"; resume with: orchestrate runs resume {run_id[:12]}"
+            if halt:
+                why = f"halted: {halt}; {unfinished} device(s) left untouched"
+            elif halted_by:
+                why = halted_by
+            elif stopped:
+                why = "interrupted by the operator"
+            else:
+                why = f"{unfinished} device(s) could not be claimed (held by another controller?)"
+            run.halt_reason = f"{why}; resume with: orchestrate runs resume {run_id[:12]}"
         else:
             run.status = RunStatus.FAILED.value if failed else RunStatus.SUCCEEDED.value
             run.halt_reason = None
