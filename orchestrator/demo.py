@@ -213,13 +213,108 @@ async def run_demo(console: Console, host_count: int, workdir: Path | None) -> i
             rows.append([h.name, *(f.get(k, "") for k in keys)])
         console.table("fleet", ["device", "hostname", "arch", "rosetta", "macOS", "sudo -n", "error"], rows)
         failed = [n for n, f in facts.items() if "error" in f]
+
+        with _environment(env):
+            problems = await _deploy_steps(cli, console, data_dir, [h.name for h in hosts], wrong)
     console.info("")
     if wrong:
         console.info(f"{wrong}: its PFX says {_cn_of_wrong_case(certs)!r}; the Mac is "
                      f"{certs.host_names[wrong]!r}. It was refused before any byte was sent.")
     console.info(f"Everything the demo wrote is in {base} (state database: {data_dir / 'macfleet.db'}).")
-    console.info("Not in the demo yet: `orchestrate deploy` (the install workflow over SSH) comes next.")
-    return 1 if failed else 0
+    for p in problems:
+        console.error(p)
+    if not failed and not problems:
+        console.success("as expected: every Mac but the deliberately broken one is connected")
+    return 1 if failed or problems else 0
+
+
+async def _deploy_steps(
+    cli: _Cli, console: Console, data_dir: Path, names: Sequence[str], wrong: str | None
+) -> list[str]:
+    """Deploy, show status and the run, deploy again; returns what did not go as expected (empty: all did).
+
+    The commands run in a worker thread: the simulated Macs are served by this event loop, which must keep
+    running while the CLI drives its own."""
+    deploy_code = await asyncio.to_thread(cli, "deploy", "--group", "lab", expect_fail=True)
+    await asyncio.to_thread(cli, "status", "--group", "lab")
+    first = _latest_run(data_dir)
+    await asyncio.to_thread(cli, "runs", "show", first[:12])
+    console.info("")
+    console.info("Deploying again: every step finds the Mac already right, so nothing changes.")
+    again_code = await asyncio.to_thread(cli, "deploy", "--group", "lab", expect_fail=True)
+    second = _latest_run(data_dir)
+    expected_code = 1 if wrong else 0
+    problems = [
+        f"`orchestrate deploy` exited {code}, expected {expected_code}"
+        for code in (deploy_code, again_code)
+        if code != expected_code
+    ]
+    problems += check_outcome(data_dir, names, wrong, first, second)
+    if not problems:
+        console.info(f"re-run {second[:12]} changed nothing on any Mac: every step was ok or a no-op")
+    return problems
+
+
+def _latest_run(data_dir: Path) -> str:
+    from sqlmodel import Session, col, select
+
+    from orchestrator.state.db import create_db_engine
+    from orchestrator.state.models import Run
+
+    engine = create_db_engine(f"sqlite:///{data_dir / 'macfleet.db'}")
+    try:
+        with Session(engine) as s:
+            run = s.exec(select(Run).order_by(col(Run.created_at).desc())).first()
+            if run is None:
+                raise RuntimeError("the deploy recorded no run")
+            return run.id
+    finally:
+        engine.dispose()
+
+
+def check_outcome(
+    data_dir: Path, names: Sequence[str], wrong: str | None, first: str, second: str
+) -> list[str]:
+    """What the database says against what the demo expects: every Mac but `wrong` installed at
+    DEMO_VERSION and connected; `wrong` refused as HostnameMismatch before any connection; the second run
+    changed nothing."""
+    from sqlmodel import Session, select
+
+    from orchestrator.state.db import create_db_engine
+    from orchestrator.state.models import Device, DeviceJob, StepRun
+
+    engine = create_db_engine(f"sqlite:///{data_dir / 'macfleet.db'}")
+    problems: list[str] = []
+    try:
+        with Session(engine) as s:
+            devices = {d.name: d for d in s.exec(select(Device)).all()}
+            jobs = {
+                (j.run_id, device_name): j
+                for j, device_name in s.exec(
+                    select(DeviceJob, Device.name).where(DeviceJob.device_id == Device.id)
+                ).all()
+            }
+            for name in names:
+                d = devices[name]
+                job = jobs.get((first, name))
+                if name == wrong:
+                    if job is None or job.error_type != "HostnameMismatch":
+                        got = job.error_type or job.status if job else "no job"
+                        problems.append(f"{name}: expected a HostnameMismatch refusal, got {got}")
+                    elif s.exec(select(StepRun).where(StepRun.job_id == job.id)).first() is not None:
+                        problems.append(f"{name}: was refused but steps ran on it")
+                elif not (d.connected and d.installed_version == DEMO_VERSION):
+                    why = d.last_error or d.last_outcome
+                    problems.append(f"{name}: not connected at {DEMO_VERSION} ({why})")
+            changed = s.exec(
+                select(StepRun.step, Device.name)
+                .where(StepRun.job_id == DeviceJob.id, DeviceJob.run_id == second)
+                .where(DeviceJob.device_id == Device.id, StepRun.status == "changed")
+            ).all()
+            problems += [f"{name}: the re-run changed step {step}" for step, name in changed]
+    finally:
+        engine.dispose()
+    return problems
 
 
 def _cn_of_wrong_case(certs: object) -> str:

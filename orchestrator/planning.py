@@ -3,7 +3,9 @@
 `plan_install_run` turns a deploy request into a Run row with one DeviceJob per target device, after checking
 offline everything that can be checked offline: the parameters (Switch, Background Channel URL, version,
 install method) and, per device, its client certificate and whether another run holds it. A device refused
-here gets a FAILED job with a typed reason, and nothing is ever sent to it.
+here gets a FAILED job with a typed reason, and nothing is ever sent to it. The certificate's names are
+checked against the host name the Mac last reported, else the one the inventory declares; a device with
+neither is checked by the runner's preflight against what the Mac reports.
 
 Where a parameter comes from, highest first:
 
@@ -302,7 +304,12 @@ def _params(
 # ---------------------------------------------------------------- per-device checks
 
 
-def _cert_problem(cert: ClientCertificate | None, hostname: str, now: datetime) -> tuple[str, str] | None:
+def _cert_problem(
+    cert: ClientCertificate | None, hostname: str | None, now: datetime
+) -> tuple[str, str] | None:
+    """The reason a device's active certificate cannot be used, or None. hostname: the Mac's host name when
+    known (reported by the Mac, or declared in the inventory); None skips the name check, which the
+    runner's preflight then makes against what the Mac reports."""
     if cert is None:
         return (
             "NoCertificate",
@@ -314,7 +321,7 @@ def _cert_problem(cert: ClientCertificate | None, hostname: str, now: datetime) 
     except ValueError:
         san = []
     names = list(dict.fromkeys(([cert.subject_cn] if cert.subject_cn else []) + san))
-    if hostname not in names:
+    if hostname is not None and hostname not in names:
         shown = ", ".join(repr(n) for n in names) or "no CN and no SAN DNS name"
         case = any(n.lower() == hostname.lower() for n in names)
         hint = " (only the case differs; the match is case-sensitive)" if case else ""
@@ -365,7 +372,9 @@ def _refusals(session: Session, devices: Sequence[Device], now: datetime) -> dic
                 f"for it (`orchestrate runs show {lock.run_id[:8]}`) or leave the device out with --limit",
             )
             continue
-        problem = _cert_problem(certs.get(d.id), d.target_hostname, now)
+        # Only a host name we know is checked: an inventory name alone ("mac-01") is a handle, not what
+        # the Mac's `hostname` prints, and refusing on it would turn good devices away.
+        problem = _cert_problem(certs.get(d.id), d.reported_hostname or d.expected_hostname, now)
         if problem is not None:
             out[d.id] = problem
     return out

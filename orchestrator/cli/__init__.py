@@ -35,13 +35,16 @@ def _register() -> None:
     global _registered
     if _registered:
         return
-    from orchestrator.cli import artifact, certs, db, demo, inventory, secrets
+    from orchestrator.cli import artifact, certs, db, demo, deploy, inventory, runs, secrets, status
 
     app.add_typer(inventory.app, name="inventory")
     app.add_typer(certs.app, name="certs")
     app.add_typer(secrets.app, name="secrets")
     app.add_typer(artifact.app, name="artifact")
     app.add_typer(db.app, name="db")
+    app.command("deploy")(deploy.deploy)
+    app.command("status")(status.status)
+    app.add_typer(runs.app, name="runs")
     app.command("demo")(demo.demo)
     _registered = True
 

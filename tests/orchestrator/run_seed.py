@@ -55,10 +55,12 @@ def device(
     cert: bool = True,
     not_after: datetime | None = None,
     hostname: str | None = None,
+    declared: bool = True,
 ) -> Device:
-    """A device (expected host name `hostname` or NAME.local) in `groups`, with an active certificate whose
+    """A device (expected host name `hostname` or NAME.local; none unless declared) in `groups`, with an active certificate whose
     CN is the first of cert_names (default: the host name) and SANs the rest, unless cert=False."""
-    d = Device(name=name, address="127.0.0.1", port=22, expected_hostname=hostname or f"{name}.local")
+    expected = (hostname or f"{name}.local") if declared else None
+    d = Device(name=name, address="127.0.0.1", port=22, expected_hostname=expected)
     session.add(d)
     session.flush()
     for gname in groups:

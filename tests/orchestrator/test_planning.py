@@ -146,15 +146,18 @@ def test_each_offline_refusal(lab: Engine) -> None:
         seed.device(s, "other", cert_names=["elsewhere.local"])
         seed.device(s, "san", cert_names=["cn-only", "san.local"])  # a SAN name is enough
         seed.device(s, "expired", not_after=utcnow() - timedelta(days=1))
+        seed.device(s, "undeclared", cert_names=["mac-x.corp.example"], declared=False)  # runner checks it
+        reported = seed.device(s, "reported", cert_names=["reported.local"])
+        reported.reported_hostname = "Reported.local"  # what the Mac said wins over the inventory
     p = plan(lab, req())
     types = {n: t for n, (t, _m) in p.refused.items()}
     assert types == {"nocert": "NoCertificate", "wrongcase": "HostnameMismatch", "other": "HostnameMismatch",
-                     "expired": "CertificateExpired"}  # fmt: skip
+                     "expired": "CertificateExpired", "reported": "HostnameMismatch"}  # fmt: skip
     assert "orchestrate certs add" in p.refused["nocert"][1]
     assert "only the case differs" in p.refused["wrongcase"][1]
     assert "'wrongcase.local'" in p.refused["wrongcase"][1]
     assert "only the case" not in p.refused["other"][1]
-    assert len(p.device_ids) == 4  # mac-01..03 and san
+    assert len(p.device_ids) == 5  # mac-01..03, san, undeclared
 
 
 def test_device_locked_by_another_run_is_busy(lab: Engine) -> None:

@@ -1,0 +1,249 @@
+"""`orchestrate deploy`: plan an install run, then drive it with the local driver under a live display.
+
+Exit codes: 0 every device succeeded (or had nothing to do); 1 a device failed or was refused; 2 the run
+could not be planned (bad parameter, no target, unknown version); 130 stopped by Ctrl-C (resumable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator import planning, reports
+from orchestrator.cli import context
+from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.console import Console
+from orchestrator.live import RunDisplay
+from orchestrator.state.db import session_scope
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+_OK_JOBS = ("succeeded", "skipped")
+_FULL_TABLE_MAX = 100  # beyond this many devices the final table lists only the ones that did not succeed
+
+
+def deploy(
+    group: GroupOpt = None,
+    limit: LimitOpt = None,
+    switch: Annotated[
+        str | None, typer.Option("--switch", help="Tachyon Switch HOST:PORT (several: comma-separated).")
+    ] = None,
+    background_url: Annotated[
+        str | None, typer.Option("--background-url", help="Background Channel https URL(s), comma-separated.")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="1E Client version (default: config, else newest DMG).")
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", help="install.sh (default) or pkg.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Gather facts and print each device's plan; change nothing.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Install, configure and start the 1E Client on the targeted Macs."""
+    console = Console(json_mode=json_out)
+    groups, limits = targets(group, limit)
+    settings = context.settings()
+    request = planning.DeployRequest(
+        groups=groups, limits=limits, switch=switch, background_url=background_url, version=version,
+        method=method,
+    )  # fmt: skip
+    try:
+        with session_scope(context.engine()) as s:
+            plan = planning.plan_install_run(s, settings, request, settings.actor, persist=not dry_run)
+    except planning.PlanningError as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if dry_run:
+        raise typer.Exit(_dry_run(console, plan, concurrency))
+    _print_refused(console, plan.refused)
+    assert plan.run_id is not None  # persisted
+    if not plan.device_ids:
+        console.error("every targeted device was refused before any connection; fix the causes above")
+        code = _finish(console, plan.run_id, stopped=False)
+        raise typer.Exit(code)
+    version, n = plan.params["version"], len(plan.device_ids)
+    console.info(f"run {plan.run_id}: installing {version} on {n} device(s)")
+    raise typer.Exit(drive_run(console, plan.run_id, len(plan.device_ids), concurrency))
+
+
+def _print_refused(console: Console, refused: dict[str, tuple[str, str]]) -> None:
+    for name, (etype, msg) in sorted(refused.items()):
+        console.error(f"{name}: refused ({etype}): {msg}")
+
+
+def _dry_run(console: Console, plan: planning.PlannedRun, concurrency: int | None) -> int:
+    from workers.local import dry_run
+
+    plans = asyncio.run(
+        dry_run(context.engine(), context.settings(), plan.params, plan.device_ids, concurrency=concurrency)
+    )
+    failed = bool(plan.refused) or any(
+        p.error is not None or any("refusal" in step for _name, step in p.steps) for p in plans
+    )
+    if console.json_mode:
+        data = plan.as_json()
+        data["plans"] = [
+            {"device": p.device, "facts": p.facts, "steps": [{"step": n, "plan": j} for n, j in p.steps],
+             "error": {"error_type": p.error[0], "message": p.error[1]} if p.error else None}
+            for p in plans
+        ]  # fmt: skip
+        console.json(data)
+        return EXIT_FAILED if failed else 0
+    _print_refused(console, plan.refused)
+    console.info("dry run: nothing was changed; parameters:")
+    for k, v in plan.params.items():
+        console.info(f"  {k}: {v}")
+    for p in plans:
+        console.info("")
+        if p.error is not None:
+            console.error(f"{p.device}: {p.error[0]}: {p.error[1]}")
+            continue
+        console.info(f"{p.device}:")
+        for name, step in p.steps:
+            console.info(f"  {name}: {_describe_step(step)}")
+            for line in _step_lines(step):
+                console.info(f"      {line}")
+    return EXIT_FAILED if failed else 0
+
+
+def _describe_step(step: dict[str, Any]) -> str:
+    if "noop" in step:
+        return f"nothing to do ({step['noop']})"
+    if "refusal" in step:
+        r = step["refusal"]
+        hint = f" ({r['hint']})" if r.get("hint") else ""
+        return f"REFUSED {r.get('error_type')}: {r.get('message')}{hint}"
+    n_up, n_cmd = len(step.get("uploads", [])), len(step.get("commands", []))
+    parts = [f"{n_up} upload(s)" if n_up else "", f"{n_cmd} command(s)" if n_cmd else ""]
+    return ", ".join(x for x in parts if x)
+
+
+def _step_lines(step: dict[str, Any]) -> list[str]:
+    import shlex
+
+    out = [f"upload {u['upload']} → {u['name']}" for u in step.get("uploads", [])]
+    for c in step.get("commands", []):
+        prefix = "" if c.get("sudo", True) is False else "sudo "
+        line = prefix + shlex.join(c["argv"])
+        if c.get("stdin"):
+            line += f"  < {c['stdin']}"
+        if c.get("unless"):
+            line += f"  (unless {shlex.join(c['unless'])})"
+        out.append(line)
+    return out
+
+
+def drive_run(console: Console, run_id: str, total: int, concurrency: int | None) -> int:
+    """Drive run_id with the local driver under the live display (none in JSON mode), then print the
+    final table (or JSON). Ctrl-C once stops cleanly (resumable); twice raises KeyboardInterrupt."""
+    from workers.local import drive
+
+    display = None if console.json_mode else RunDisplay(console.out, total)
+    stop_reason: list[str] = []
+
+    async def go() -> Any:
+        stop = asyncio.Event()
+        restore = _on_sigint(lambda: _first_interrupt(console, stop, stop_reason))
+        try:
+            return await drive(
+                context.engine(), context.settings(), run_id, concurrency=concurrency,
+                on_event=display.on_event if display else None, stop=stop,
+            )  # fmt: skip
+        finally:
+            restore()
+
+    if display is not None:
+        with display:
+            asyncio.run(go())
+    else:
+        asyncio.run(go())
+    return _finish(console, run_id, stopped=bool(stop_reason))
+
+
+def _first_interrupt(console: Console, stop: asyncio.Event, flag: list[str]) -> None:
+    if not stop.is_set():
+        flag.append("sigint")
+        stop.set()
+        console.warning("stopping: devices finish the step they are in (Ctrl-C again to abort at once)")
+
+
+def _on_sigint(handler: Callable[[], None]) -> Callable[[], None]:
+    """Call handler on the first SIGINT; later ones raise KeyboardInterrupt as usual. Returns a restorer."""
+    loop = asyncio.get_running_loop()
+
+    def once() -> None:
+        loop.remove_signal_handler(signal.SIGINT)  # the default handler is back for a second Ctrl-C
+        handler()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, once)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (RuntimeError, ValueError):
+            pass
+
+    return restore
+
+
+def _finish(console: Console, run_id: str, *, stopped: bool) -> int:
+    """Print the run's outcome from the database (the truth) and return the exit code."""
+    with session_scope(context.engine()) as s:
+        detail = reports.show_run(s, run_id)
+    bad = [j for j in detail.jobs if j.status not in _OK_JOBS]
+    code = EXIT_INTERRUPTED if stopped else (EXIT_FAILED if bad else 0)
+    if console.json_mode:
+        console.json(
+            {
+                "run_id": run_id,
+                "status": detail.run.status,
+                "stopped": stopped,
+                "counts": detail.run.counts,
+                "devices": [
+                    {"device": j.device, "status": j.status, "step": _failed_step(j),
+                     "error_type": j.error_type, "message": j.error_message}
+                    for j in detail.jobs
+                ],
+            }
+        )  # fmt: skip
+        return code
+    rows = detail.jobs if len(detail.jobs) <= _FULL_TABLE_MAX else bad
+    title = f"run {run_id[:12]}: {detail.run.status}"
+    if rows is bad and bad:
+        title += f" (the {len(bad)} device(s) that did not succeed)"
+    if rows:
+        console.table(
+            title,
+            ["device", "status", "failed step" if not stopped else "step", "reason"],
+            [
+                [j.device, j.status, _failed_step(j) if j.status not in _OK_JOBS else "", _reason(j)]
+                for j in rows
+            ],
+        )
+    summary = ", ".join(f"{n} {s}" for s, n in detail.run.counts.items())
+    console.info(f"{len(detail.jobs)} device(s): {summary}")
+    if stopped:
+        console.info(f"resume with: orchestrate runs resume {run_id}")
+    return code
+
+
+def _failed_step(j: reports.JobDetail) -> str | None:
+    failed = [name for name, cell in j.steps.items() if cell.status == "failed"]
+    return failed[0] if failed else j.current_step
+
+
+def _reason(j: reports.JobDetail) -> str:
+    return ": ".join(x for x in (j.error_type, j.error_message) if x)
+
