@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -11,16 +12,11 @@ from tests.workers.lab import SWITCH, VERSION, lab
 from workers.events import JobFinished, RunEvent
 from workers.local import drive
 
-HOSTS = [
+HOSTS: list[dict[str, Any]] = [
     {"name": "mac-intel", "arch": "x86_64"},
     {"name": "mac-arm-rosetta", "arch": "arm64", "rosetta": True},
     {"name": "mac-arm-bare", "arch": "arm64", "rosetta": False},
 ]
-
-
-def _mutations(mac: object) -> list[str]:
-    log = mac.command_log()  # type: ignore[attr-defined]
-    return [e for e in log]
 
 
 async def test_fresh_fleet_installs_connects_and_rerun_changes_nothing(tmp_path: Path, engine: Engine) -> None:
