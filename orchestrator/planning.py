@@ -478,36 +478,35 @@ def find_run(session: Session, run_id_or_prefix: str) -> Run:
 
 
 def resume_run(session: Session, run_id: str, actor: str) -> Run:
-    """Make a stopped run resumable: its unfinished jobs (pending, interrupted, or running with an expired
-    lease) go back to pending and the run to running. Completed steps are kept (the runner skips them).
+    """Make a stopped run resumable: its unfinished jobs (pending, interrupted, running) go back to pending
+    and the run to running; when the run was halted by its failure threshold, its failed jobs are retried
+    too (the operator fixed the cause; if they fail again, the gate halts the run again). Steps that
+    completed are not repeated: the runner re-probes each Mac and re-plans (a finished step plans a no-op).
 
-    Raises PlanningError for an unknown run, a finished one (succeeded, failed, cancelled), or one still
-    being worked on (a job running under a live lease)."""
+    A job still under a live lease (a controller killed a moment ago, or one still running) keeps its lease:
+    the driver waits for it to expire before taking the job over, so two controllers never work on one
+    device. Raises PlanningError for an unknown or a finished run (succeeded, failed, cancelled)."""
     run = find_run(session, run_id)
     if run.status in _FINISHED:
         raise PlanningError(
             f"run {run.id[:12]} has finished ({run.status}); nothing to resume: start a new run "
-            "(`orchestrate deploy ...`); devices that already succeeded change nothing"
+            "(`orchestrate deploy ...`) or retry its failed devices (`orchestrate runs retry "
+            f"{run.id[:12]} --failed`)"
         )
     now = utcnow()
+    by_threshold = run.status == RunStatus.HALTED and (run.halt_reason or "").startswith("halted:")
     jobs = session.exec(select(DeviceJob).where(DeviceJob.run_id == run.id)).all()
-    leases = [
-        j.lease_expires_at
-        for j in jobs
-        if j.status == JobStatus.RUNNING and j.lease_expires_at is not None and j.lease_expires_at > now
-    ]
-    if leases:
-        owner = next(j.lease_owner for j in jobs if j.lease_expires_at in leases) or "another controller"
-        raise PlanningError(
-            f"run {run.id[:12]} is still being worked on by {owner} ({len(leases)} device(s) under a live "
-            f"lease until {max(leases):%H:%M:%S} UTC): "
-            "stop that process, or wait for the leases to expire, then resume"
-        )
     reset = 0
     for j in jobs:
-        if j.status in (JobStatus.PENDING, JobStatus.INTERRUPTED, JobStatus.RUNNING):
-            j.status = JobStatus.PENDING
-            j.lease_owner, j.lease_expires_at = None, None
+        live = j.lease_expires_at is not None and j.lease_expires_at > now
+        retry = by_threshold and j.status == JobStatus.FAILED
+        if j.status in (JobStatus.PENDING, JobStatus.INTERRUPTED, JobStatus.RUNNING) or retry:
+            j.status = JobStatus.RUNNING if live and j.status == JobStatus.RUNNING else JobStatus.PENDING
+            if not live:
+                j.lease_owner, j.lease_expires_at = None, None
+            if retry:
+                j.error_type = j.error_message = None
+                j.ended_at = None
             session.add(j)
             reset += 1
     run.status = RunStatus.RUNNING

@@ -188,7 +188,7 @@ async def drive(
     raise_nofile_limit()
     stop = stop or asyncio.Event()
     d = _Driver(engine, settings, owner=owner or new_owner(), on_event=on_event, stop=stop,
-                lease_ttl=lease_ttl or LEASE_TTL)
+                lease_ttl=lease_ttl or settings.deploy.lease_ttl)
     with Session(engine) as s:
         inputs = load_run_inputs(s, run_id)
         rows = s.exec(

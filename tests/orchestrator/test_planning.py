@@ -238,12 +238,33 @@ def test_resume_puts_unfinished_jobs_back_to_pending(lab: Engine) -> None:
         assert s.exec(select(AuditEvent).where(AuditEvent.action == "runs.resume")).one()
 
 
-def test_resume_refuses_a_run_under_a_live_lease(lab: Engine) -> None:
+def test_resume_keeps_a_live_lease_for_the_driver_to_wait_out(lab: Engine) -> None:
     p = plan(lab, req(), persist=True)
     assert p.run_id is not None
-    _set_jobs(lab, p.run_id, [("running", utcnow() + timedelta(minutes=1))])
-    with session_scope(lab) as s, pytest.raises(PlanningError, match="still being worked on by ctl-1"):
+    until = utcnow() + timedelta(minutes=1)
+    _set_jobs(lab, p.run_id, [("running", until)])
+    with session_scope(lab) as s:
         resume_run(s, p.run_id, "tester")
+    with Session(lab) as s:
+        job = s.exec(select(DeviceJob).where(DeviceJob.run_id == p.run_id, DeviceJob.lease_owner == "ctl-1")).first()
+        assert job is not None
+        # still running under its holder's lease: the driver's claim waits for it to expire
+        assert (job.status, job.lease_owner, job.lease_expires_at) == ("running", "ctl-1", until)
+
+
+def test_resume_of_a_threshold_halt_retries_the_failed_devices(lab: Engine) -> None:
+    p = plan(lab, req(), persist=True)
+    assert p.run_id is not None
+    _set_jobs(lab, p.run_id, [("failed", None)])
+    with session_scope(lab) as s:
+        run = s.get(Run, p.run_id)
+        assert run is not None
+        run.status, run.halt_reason = RunStatus.HALTED, "halted: 1 of 1 attempted device(s) failed"
+    with session_scope(lab) as s:
+        resume_run(s, p.run_id, "tester")
+    with Session(lab) as s:
+        statuses = {j.status for j in s.exec(select(DeviceJob).where(DeviceJob.run_id == p.run_id)).all()}
+        assert "failed" not in statuses
 
 
 @pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
