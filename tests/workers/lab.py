@@ -23,9 +23,9 @@ from macsim.fleet import Fleet
 from macsim.spec import parse_spec
 from orchestrator.artifacts import add_artifact
 from orchestrator.certs.store import BoxVault, add_cas, import_pfx
-from orchestrator.config import Settings
+from orchestrator.config import Settings, SshSettings
 from orchestrator.inventory_store import import_inventory
-from orchestrator.secrets import SecretBox
+from orchestrator.secrets import SecretBox, store_secret
 from orchestrator.state.models import CaCertificate, Device, DeviceJob, Run, StepRun
 
 VERSION = "8.0.2.5"
@@ -91,6 +91,48 @@ class Lab:
             d = s.exec(select(Device).where(Device.name == name)).one()
             return d
 
+    def commands(self, name: str, since: int = 0) -> list[str]:
+        """The full command text of every exec the Mac has finished (its `commands.jsonl`), from entry
+        `since` on (take `len(lab.commands(name))` as a mark before a run)."""
+        path = self.fleet.hosts[name].state_dir / "commands.jsonl"
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines()[since:]
+        return [str(json.loads(line)["command"]) for line in lines if line.strip()]
+
+    def marks(self) -> dict[str, int]:
+        """How many commands each Mac has logged so far (pass one to `commands(name, since=...)`)."""
+        return {name: len(self.commands(name)) for name in self.fleet.hosts}
+
+    def store_secret(self, name: str, kind: str, value: bytes) -> None:
+        """Store an encrypted secret under the lab's key (e.g. a "sudo-password" a device's vars name)."""
+        assert self.settings.secret_key is not None
+        box = SecretBox(self.settings.secret_key.encode())
+        with Session(self.engine) as s:
+            store_secret(s, box, name, kind, value)
+            s.commit()
+
+
+def assert_failed_at(lab_: Lab, run_id: str, name: str, step: str, error_type: str) -> str:
+    """The device's job failed at `step` with `error_type`, recorded on the job, the step's StepRun and the
+    device row (`last_error`); returns the job's error message."""
+    job = lab_.jobs(run_id)[name]
+    assert (job.status, job.current_step, job.error_type) == ("failed", step, error_type), (
+        name, job.status, job.current_step, job.error_type, job.error_message)
+    rec = lab_.steps(run_id, name)[step]
+    assert (rec.status, rec.error_type) == ("failed", error_type), (name, step, rec.status, rec.error_type)
+    dev = lab_.device(name)
+    assert dev.last_outcome == "failed" and (dev.last_error or "").startswith(f"{step}: {error_type}: "), (
+        name, dev.last_error)
+    assert job.error_message
+    return job.error_message
+
+
+def mac_files(lab_: Lab, name: str, under: str = "/") -> list[str]:
+    """Every file on the Mac below `under` (absolute Mac paths)."""
+    fs = lab_.fleet.hosts[name].mac.fs
+    return list(fs.walk_files(under)) if fs.exists(under) else []
+
 
 def host_entry(spec: dict[str, Any]) -> dict[str, Any]:
     return {"name": spec["name"], **{k: v for k, v in spec.items() if k != "name"}}
@@ -104,9 +146,14 @@ async def lab(
     *,
     dmg_size: int | None = None,
     pfx_for: dict[str, str] | None = None,
+    ssh: dict[str, Any] | None = None,
+    vars_for: dict[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[Lab]:
     """Start the fleet and fill the database: inventory, CAs, one PFX per host (or the bad kind named in
-    pfx_for: host -> bad kind, e.g. "wrong-case"), the DMG."""
+    pfx_for: host -> bad kind, e.g. "wrong-case"), the DMG.
+
+    ssh: overrides of the `[ssh]` settings (short timeouts; `known_hosts=None` with `trust_on_first_use`
+    to pin keys in the database). vars_for: host -> inventory vars (e.g. `{"sudo_password": NAME}`)."""
     base = tmp_path
     spec = {"state_dir": str(base / "fleet"), "hosts": [host_entry(h) for h in hosts]}
     arts = base / "artifacts"
@@ -121,7 +168,7 @@ async def lab(
             data_dir=base / "data",
             database_url=str(engine.url),
             secret_key=Fernet.generate_key().decode(),
-            ssh={"known_hosts": known, "command_timeout": 60.0, "concurrency": 50},
+            ssh=SshSettings(**{"known_hosts": known, "command_timeout": 60.0, "concurrency": 50, **(ssh or {})}),
         )
         inv = {
             "groups": [{"name": "lab"}],
@@ -133,6 +180,7 @@ async def lab(
                     "user": fleet.hosts[h["name"]].spec.user,
                     "auth": {"key": str(fleet.client_key_path)},
                     "groups": ["lab"],
+                    **({"vars": vars_for[h["name"]]} if vars_for and h["name"] in vars_for else {}),
                 }
                 for h in hosts
             ],

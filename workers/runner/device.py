@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from workers.ssh import (
     connect,
     upload_many_with_retry,
 )
+from workers.ssh.exec import split_steps
 
 TAIL_CHARS = 4000
 CONNECT_STEP = "connect"
@@ -349,18 +351,27 @@ class DeviceRunner:
         if self.stop.is_set() and self.result.status == JobStatus.RUNNING.value:
             raise _Interrupted()
 
-    def _skip(self, step: str, reason: str) -> None:
-        begun = self._begin(step)
+    def _skip(self, step: str, reason: str, begun: tuple[str, float] | None = None) -> None:
+        begun = begun or self._begin(step)
         self._end(step, begun, StepStatus.SKIPPED, noop_reason=reason)
 
-    async def _run_always(self, sd: StepDef, plan: Plan) -> None:
+    async def _run_always(self, sd: StepDef, plan: Plan, begun: tuple[str, float] | None = None) -> None:
+        """An always-step after a failure or an interruption. `begun`: its record, when already started."""
         if plan.noop is not None or plan.refusal is not None or not plan.commands:
-            self._skip(sd.name, plan.noop.reason if plan.noop else "nothing to undo")
+            self._skip(sd.name, plan.noop.reason if plan.noop else "nothing to undo", begun)
             return
         if sd.requires is not None and sd.requires not in self.changed:
-            self._skip(sd.name, f"not needed: {sd.requires} did not run")
+            self._skip(sd.name, f"not needed: {sd.requires} did not run", begun)
             return
-        await self._exec_steps([sd], {sd.name: plan}, stop_on_error=False, cleanup=True)
+        if self.conn is None or self.conn.is_closed:  # e.g. the link dropped during the push: reconnect
+            begun = begun or self._begin(sd.name, plan)
+            try:
+                await self._reconnect()
+            except TransportError as e:
+                self._fail(sd.name, begun, type(e).__name__, f"could not reconnect to undo: {e}")
+                return
+        await self._exec_steps([sd], {sd.name: plan}, stop_on_error=False, cleanup=True,
+                               begun={sd.name: begun} if begun else None)
 
     async def _flush_batch(self, batch: list[StepDef]) -> None:
         if not batch:
@@ -376,11 +387,20 @@ class DeviceRunner:
         await self._exec_steps(batch, plans, stop_on_error=True, cleanup=False)
 
     async def _exec_steps(
-        self, steps: list[StepDef], plans: Mapping[str, Plan], *, stop_on_error: bool, cleanup: bool
+        self,
+        steps: list[StepDef],
+        plans: Mapping[str, Plan],
+        *,
+        stop_on_error: bool,
+        cleanup: bool,
+        begun: Mapping[str, tuple[str, float]] | None = None,
     ) -> None:
-        """Run the commands of `steps` in one exec per sudo segment and record each step's outcome."""
+        """Run the commands of `steps` in one exec per sudo segment and record each step's outcome.
+
+        An always-step of the batch that did not get to run because an earlier one failed (unmount after a
+        failed install) runs afterwards, on its own, as after any failure."""
         assert self.conn is not None
-        begun = {sd.name: self._begin(sd.name, plans[sd.name]) for sd in steps}
+        begun = {sd.name: (begun or {}).get(sd.name) or self._begin(sd.name, plans[sd.name]) for sd in steps}
         await self.rec.flush()  # the steps are marked running before anything changes on the Mac
         owner: list[tuple[StepDef, Command]] = [(sd, c) for sd in steps for c in plans[sd.name].commands]
         outcomes: list[StepOutcome | None] = [None] * len(owner)
@@ -398,7 +418,13 @@ class DeviceRunner:
                     stop_on_error=stop_on_error,
                 )
             except CommandTimeout as e:
-                error = ("CommandTimeout", str(e))
+                done = _finished_before(e, [_line(c) for c in cmds])
+                for i, o in zip(segment, done, strict=True):
+                    if o.ran:
+                        outcomes[i] = o  # what finished before the hang is that step's own outcome
+                hung = next((c for c, o in zip(cmds, done, strict=True) if not o.ran), cmds[0])
+                error = ("CommandTimeout", f"{e.address}: `{' '.join(hung.argv)}` did not finish within the "
+                                           f"{e.timeout:g} s limit of its exec — {e.hint}")
                 break
             except TransportError as e:
                 error = (type(e).__name__, str(e))
@@ -413,11 +439,17 @@ class DeviceRunner:
             for (_, c), o in zip(owner, outcomes, strict=True)
             if c.mutating and o is not None and not o.skipped
         )
+        deferred: list[StepDef] = []
         for sd in steps:
             mine = [(c, outcomes[i]) for i, (s, c) in enumerate(owner) if s is sd]
+            if sd.always and not cleanup and self.failure is not None and all(o is None for _, o in mine):
+                deferred.append(sd)
+                continue
             self._record_exec_step(sd, begun[sd.name], mine, error, cleanup)
             if error is not None and any(o is None for _, o in mine):
                 error = None  # the transport error belongs to the first step that did not finish
+        for sd in deferred:
+            await self._run_always(sd, plans[sd.name], begun[sd.name])
 
     def _record_exec_step(
         self,
@@ -533,6 +565,18 @@ class DeviceRunner:
                 return
             await asyncio.sleep(interval)
             interval = min(interval * 2, 2.0)
+
+
+_MARKER = re.compile(rb"\n(MACFLEET-STEP-[0-9a-f]+) 0 ")
+
+
+def _finished_before(e: CommandTimeout, lines: list[ScriptLine]) -> list[StepOutcome]:
+    """The steps of a script cut short by its time limit, from the output that had arrived (the marker
+    lines of `workers.ssh.exec.build_script`); all unfinished when none can be told apart."""
+    found = _MARKER.search(e.stdout)
+    if found is None:
+        return [StepOutcome(list(ln.argv), None, b"", b"") for ln in lines]
+    return split_steps(lines, found.group(1).decode("ascii"), e.stdout, e.stderr)
 
 
 def _segments(flags: list[bool]) -> list[list[int]]:
