@@ -11,25 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from orchestrator import leases
 from orchestrator.config import Settings
-from orchestrator.secrets import SecretBox
 from orchestrator.state.models import (
     Device,
     DeviceJob,
-    HostKeyPin,
     JobStatus,
     Run,
     RunStatus,
@@ -37,15 +30,18 @@ from orchestrator.state.models import (
     utcnow,
 )
 from orchestrator.waves import GateDecision, Threshold, decide, parse_threshold
-from workers.events import JobFinished, RunEvent
+from workers.events import RunEvent
 from workers.limits import raise_nofile_limit
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
-from workers.runner.inputs import InputError, RunInputs, device_work, load_run_inputs
+from workers.runner.inputs import InputError, device_work, load_run_inputs
+from workers.runner.job import (
+    UNFINISHED,
+    JobExecutor,
+    new_owner,
+    pin_host_key,
+    timeouts_of,
+)
 from workers.runner.recorder import NullRecorder, Recorder
-from workers.ssh import Timeouts, parse_public_key
-
-LEASE_TTL = 60.0
-UNFINISHED = (JobStatus.PENDING.value, JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)
 
 
 @dataclass(frozen=True)
@@ -65,113 +61,6 @@ class DevicePlan:
     error: tuple[str, str] | None
 
 
-def new_owner() -> str:
-    return f"local:{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
-
-
-def timeouts_of(settings: Settings) -> Timeouts:
-    s = settings.ssh
-    return Timeouts(
-        connect=s.connect_timeout,
-        login=max(s.connect_timeout, 30.0),
-        command=s.command_timeout,
-        keepalive_interval=s.keepalive_interval,
-        keepalive_count_max=s.keepalive_count_max,
-    )
-
-
-def _pinner(engine: Engine) -> Callable[[Device, str, str], None]:
-    def pin(device: Device, line: str, fingerprint: str) -> None:
-        key = parse_public_key(line)
-        with Session(engine) as s:
-            s.add(HostKeyPin(device_id=device.id, address=device.address, port=device.port,
-                             key_type=key.get_algorithm(), public_key=line,
-                             fingerprint_sha256=fingerprint, source="tofu"))
-            s.commit()
-
-    return pin
-
-
-class _Driver:
-    def __init__(
-        self,
-        engine: Engine,
-        settings: Settings,
-        *,
-        owner: str,
-        on_event: Callable[[RunEvent], None] | None,
-        stop: asyncio.Event,
-        lease_ttl: float = LEASE_TTL,
-    ) -> None:
-        self.lease_ttl = lease_ttl
-        self.halted_by: str | None = None
-        self.engine = engine
-        self.settings = settings
-        self.owner = owner
-        self.on_event = on_event or (lambda _e: None)
-        self.stop = stop
-        self.held: dict[str, str] = {}  # job id -> device id
-
-    @cache  # noqa: B019  (one driver per run; the box is made once, on first need)
-    def box(self) -> SecretBox:
-        return SecretBox.from_settings(self.settings)
-
-    async def heartbeat(self, run_id: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
-            await asyncio.to_thread(self._renew, list(self.held), list(self.held.values()), run_id)
-
-    def _renew(self, jobs: list[str], devices: list[str], run_id: str) -> None:
-        with Session(self.engine) as s:
-            leases.renew_jobs(s, jobs, self.owner, self.lease_ttl)
-            leases.renew_devices(s, devices, run_id, self.lease_ttl)
-
-    async def watch_halt(self, run_id: str, every: float = 1.0) -> None:
-        """`orchestrate runs halt` marks the run halted in the database: stop starting devices."""
-        while not self.stop.is_set():
-            await asyncio.sleep(every)
-
-            def status() -> tuple[str, str | None]:
-                with Session(self.engine) as s:
-                    run = s.get(Run, run_id)
-                    return (run.status, run.halt_reason) if run else ("", None)
-
-            state, reason = await asyncio.to_thread(status)
-            if state == RunStatus.HALTED.value:
-                self.halted_by = reason or "halted by hand"
-                self.stop.set()
-
-    async def claim(self, job_id: str, device_id: str, run_id: str) -> str | None:
-        """None when claimed; else why not ("done", "busy:RUN"). Waits out a dead holder's lease."""
-        deadline = asyncio.get_running_loop().time() + self.lease_ttl + 5
-        while True:
-            def attempt() -> str | None:
-                with Session(self.engine) as s:
-                    if not leases.claim_job(s, job_id, self.owner, self.lease_ttl):
-                        job = s.get(DeviceJob, job_id)
-                        if job is None or job.status not in UNFINISHED:
-                            return "done"
-                        return "leased"
-                    if not leases.lock_device(s, device_id, run_id, self.owner, self.lease_ttl):
-                        holder = leases.device_holder(s, device_id)
-                        leases_release(s, job_id, self.owner)
-                        return f"busy:{holder}"
-                    return None
-
-            why = await asyncio.to_thread(attempt)
-            if why != "leased" or asyncio.get_running_loop().time() > deadline or self.stop.is_set():
-                return why
-            await asyncio.sleep(1.0)  # another holder's lease (a dead controller's) has to expire first
-
-
-def leases_release(session: Session, job_id: str, owner: str) -> None:
-    job = session.get(DeviceJob, job_id)
-    if job is not None and job.lease_owner == owner:
-        job.lease_expires_at = utcnow() - timedelta(seconds=1)
-        session.add(job)
-        session.commit()
-
-
 async def drive(
     engine: Engine,
     settings: Settings,
@@ -187,7 +76,7 @@ async def drive(
     threshold halts the run, `runs halt` halts it, or `stop` is set (Ctrl-C)."""
     raise_nofile_limit()
     stop = stop or asyncio.Event()
-    d = _Driver(engine, settings, owner=owner or new_owner(), on_event=on_event, stop=stop,
+    d = JobExecutor(engine, settings, owner=owner or new_owner(), on_event=on_event, stop=stop,
                 lease_ttl=lease_ttl or settings.deploy.lease_ttl)
     with Session(engine) as s:
         inputs = load_run_inputs(s, run_id)
@@ -220,33 +109,13 @@ async def drive(
         private_dir=inputs.private_dir,
     )
     sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)
-    pin = _pinner(engine)
+    pin = pin_host_key(engine)
 
     async def one(job_id: str, device_id: str, name: str) -> DeviceResult | None:
         async with sem:
             if stop.is_set():
                 return None
-            why = await d.claim(job_id, device_id, run_id)
-            if why is not None:
-                if why.startswith("busy:"):
-                    msg = f"{name} is held by run {why[5:]}; wait for it or halt it"
-                    recorder.job(job_id, status=JobStatus.FAILED.value, error_type="DeviceBusy",
-                                 error_message=msg, ended_at=utcnow())
-                    d.on_event(JobFinished(run_id, name, JobStatus.FAILED.value, None, "DeviceBusy", msg))
-                return None
-            d.held[job_id] = device_id
-            try:
-                return await _work(d, inputs, run_settings, recorder, job_id, device_id, name, pin)
-            finally:
-                d.held.pop(job_id, None)
-
-                def release() -> None:
-                    with Session(engine) as s:
-                        leases_release(s, job_id, d.owner)
-                        leases.unlock_device(s, device_id, run_id)
-
-                await recorder.flush()
-                await asyncio.to_thread(release)
+            return await d.run_job(inputs, run_settings, recorder, job_id, device_id, name, pin)
 
     beat = asyncio.create_task(d.heartbeat(run_id))
     watch = asyncio.create_task(d.watch_halt(run_id))
@@ -289,47 +158,6 @@ def _gate(engine: Engine, run_id: str, threshold: Threshold | None) -> GateDecis
         if status in ("failed", "rolled_back"):
             failed.append(name)
     return decide(counts, threshold or Threshold(count=len(rows) + 1), sorted(failed))
-
-
-async def _work(
-    d: _Driver,
-    inputs: RunInputs,
-    run_settings: RunSettings,
-    recorder: Recorder,
-    job_id: str,
-    device_id: str,
-    name: str,
-    pin: Callable[[Device, str, str], None],
-) -> DeviceResult:
-    def build() -> DeviceWork:
-        with Session(d.engine) as s:
-            job, device = s.get(DeviceJob, job_id), s.get(Device, device_id)
-            assert job is not None and device is not None
-            job.started_at = job.started_at or utcnow()
-            s.add(job)
-            s.commit()
-            return device_work(s, d.settings, inputs, job, device, d.box, pin)
-
-    try:
-        work = await asyncio.to_thread(build)
-    except (InputError, ValueError, KeyError) as e:
-        error_type = e.error_type if isinstance(e, InputError) else "BadInput"
-        recorder.job(job_id, status=JobStatus.FAILED.value, error_type=error_type, error_message=str(e),
-                     ended_at=utcnow())
-        recorder.device(device_id, last_run_id=run_settings.run_id, last_outcome="failed", last_error=str(e))
-        d.on_event(JobFinished(run_settings.run_id, name, JobStatus.FAILED.value, None, error_type, str(e)))
-        return DeviceResult(name=name, status=JobStatus.FAILED.value, error_type=error_type, message=str(e))
-    result = await DeviceRunner(work, run_settings, recorder, d.on_event, d.stop).run()
-    update: dict[str, Any] = {"last_run_id": run_settings.run_id, "last_outcome": result.status}
-    if result.status == JobStatus.SUCCEEDED.value:
-        update |= {"installed_version": getattr(work.params, "version", None), "connected": True,
-                   "last_error": None}
-    elif result.status == JobStatus.FAILED.value:
-        update["last_error"] = f"{result.step}: {result.error_type}: {result.message}"
-        if result.connected is not None:
-            update["connected"] = result.connected
-    recorder.device(device_id, **update)
-    return result
 
 
 def _finish_run(
@@ -387,7 +215,7 @@ async def dry_run(
         inputs = load_run_inputs(s, run)
         q = select(Device).where(col(Device.id).in_(device_ids)).order_by(col(Device.name))
         devices = s.exec(q).all()
-    d = _Driver(engine, settings, owner=new_owner(), on_event=None, stop=asyncio.Event())
+    d = JobExecutor(engine, settings, owner=new_owner(), on_event=None, stop=asyncio.Event())
     run_settings = RunSettings(run_id=run.id, workflow=inputs.workflow, timeouts=timeouts_of(settings),
                                private_dir=inputs.private_dir)
     sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)
