@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.model import ProbeOutput
+from tasks.model import Command, ProbeOutput
 
 # macOS and 1E Client facts (../shared/DESIGN.md "macOS facts").
 SYSTEM_KEYCHAIN = "/Library/Keychains/System.keychain"
@@ -24,6 +24,9 @@ CONF = f"{CLIENT_DIR}/1E.Client.conf"
 UPDATECONF = f"{CLIENT_DIR}/1E.Client.updateconf.sh"
 PLIST = f"/Library/LaunchDaemons/{LABEL}.plist"
 CLIENT_LOG = "/Library/Logs/1E.Client.log"
+DAEMON_LOG = "/Library/Logs/1E.Client.Daemon.log"
+# What an installed client leaves on disk (receipt aside): probed with `ls -1d` by the lifecycle workflows.
+KNOWN_PATHS = (BINARY, CONF, UPDATECONF, PLIST, CLIENT_DIR)
 LOG_TAIL_LINES = 200
 START_LINE = "1E Client starting"
 CONNECTED = "Connected to Switch"
@@ -164,6 +167,37 @@ def parse_pkg_info(out: ProbeOutput) -> str | None:
     if m is None:
         raise FactsError(f"pkgutil --pkg-info: no version line in {out.stdout!r}")
     return m.group(1)
+
+
+def parse_pkg_location(out: ProbeOutput) -> str | None:
+    """`pkgutil --pkg-info ID`: the absolute directory the receipt's paths are relative to (`volume` joined
+    with `location`; an empty location is the volume itself), None when there is no receipt."""
+    if parse_pkg_info(out) is None:
+        return None
+    vol = re.search(r"^volume:[ \t]*(.*?)\s*$", out.stdout, re.M)
+    loc = re.search(r"^location:[ \t]*(.*?)\s*$", out.stdout, re.M)
+    volume = vol.group(1) if vol and vol.group(1) else "/"
+    location = loc.group(1) if loc else ""
+    return "/" + "/".join(x for x in (volume.strip("/"), location.strip("/")) if x)
+
+
+def parse_pkg_files(out: ProbeOutput) -> tuple[str, ...]:
+    """`pkgutil --only-files --files ID`: the receipt's file paths (relative to its location), () when
+    there is no receipt."""
+    if _finished(out, "pkgutil --files") != 0:
+        if "No receipt" in out.stderr or "No receipt" in out.stdout:
+            return ()
+        raise FactsError(f"pkgutil --files failed: {out.stderr.strip()}")
+    return tuple(line for line in out.stdout.splitlines() if line.strip())
+
+
+def parse_ls_d(out: ProbeOutput) -> tuple[str, ...]:
+    """`ls -1d PATH...`: the paths that exist (ls prints each existing operand on its own line and reports
+    a missing one on stderr with exit 1)."""
+    status = _finished(out, "ls -1d")
+    if status not in (0, 1):
+        raise FactsError(f"ls -1d failed: {out.stderr.strip()}")
+    return tuple(sorted(line for line in out.stdout.splitlines() if line.strip()))
 
 
 def parse_shasum(out: ProbeOutput) -> str | None:
@@ -404,6 +438,115 @@ class MacFacts:
             dmg_cached=bool(data["dmg_cached"]),
             log_block=LogBlock(tuple(log)) if log is not None else None,
         )
+
+
+def _ro(*argv: str) -> Command:
+    return Command(tuple(argv), mutating=False)
+
+
+def mac_fact_commands() -> tuple[tuple[str, Command], ...]:
+    """The read-only probes behind `MacFacts` (except the DMG cache, which depends on install params)."""
+    return (
+        ("sw_vers", _ro("sw_vers")),
+        ("arch", _ro("uname", "-m")),
+        ("x86_64", _ro("arch", "-x86_64", "/usr/bin/true")),
+        ("hostname", _ro("hostname")),
+        ("local_host_name", _ro("scutil", "--get", "LocalHostName")),
+        ("pkg_info", _ro("pkgutil", "--pkg-info", PKG_ID)),
+        ("binary_sha256", _ro("shasum", "-a", "256", BINARY)),
+        ("conf", _ro("cat", CONF)),
+        ("launchd", _ro("launchctl", "print", f"system/{LABEL}")),
+        ("identities", _ro("security", "find-identity", SYSTEM_KEYCHAIN)),
+        ("certificates", _ro("security", "find-certificate", "-a", "-Z", SYSTEM_KEYCHAIN)),
+        ("admin_trust", _ro("security", "dump-trust-settings", "-d")),
+        ("df", _ro("df", "-k", "/")),
+        ("client_log", _ro("tail", "-n", str(LOG_TAIL_LINES), CLIENT_LOG)),
+    )
+
+
+def require(outputs: Mapping[str, ProbeOutput], probes: tuple[tuple[str, Command], ...]) -> None:
+    missing = [name for name, _ in probes if name not in outputs]
+    if missing:
+        raise FactsError(f"missing probe outputs: {', '.join(missing)}")
+
+
+def parse_mac_facts(outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False) -> MacFacts:
+    require(outputs, mac_fact_commands())
+    return MacFacts(
+        macos_version=parse_sw_vers(outputs["sw_vers"]),
+        arch=parse_uname_m(outputs["arch"]),
+        can_run_x86_64=parse_rosetta(outputs["x86_64"]),
+        hostname=parse_hostname(outputs["hostname"]),
+        local_host_name=parse_scutil_get(outputs["local_host_name"]),
+        client_version=parse_pkg_info(outputs["pkg_info"]),
+        binary_sha256=parse_shasum(outputs["binary_sha256"]),
+        conf=parse_conf(outputs["conf"]),
+        job=parse_launchctl_print(outputs["launchd"]),
+        identities=parse_find_identity(outputs["identities"]),
+        certificates=parse_find_certificate(outputs["certificates"]),
+        admin_trust=parse_dump_trust_settings(outputs["admin_trust"]),
+        free_bytes=parse_df_k(outputs["df"]),
+        dmg_cached=dmg_cached,
+        log_block=parse_log_tail(outputs["client_log"]),
+    )
+
+
+# ---- the lifecycle workflows' facts (uninstall, reconfigure, start/stop/restart, logs) -------------------
+@dataclass(frozen=True)
+class ClientFacts:
+    """MacFacts plus what removing the client needs: the receipt's location and file list, and which of
+    KNOWN_PATHS exist. `logs` (the logs workflow's tails, by name) is carried but never serialized: the
+    runner stores `as_json()` as the device's facts."""
+
+    mac: MacFacts
+    pkg_location: str | None
+    pkg_files: tuple[str, ...]
+    present: tuple[str, ...]
+    logs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def installed(self) -> bool:
+        """Anything of the client is on the Mac: a receipt, a known file, or its launchd job."""
+        return self.mac.client_version is not None or bool(self.present) or self.mac.job.loaded
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **self.mac.as_json(),
+            "pkg_location": self.pkg_location,
+            "pkg_files": list(self.pkg_files),
+            "present": list(self.present),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClientFacts:
+        own = ("pkg_location", "pkg_files", "present")
+        missing = [k for k in own if k not in data]
+        if missing:
+            raise ValueError(f"ClientFacts: missing {missing}")
+        return cls(
+            mac=MacFacts.from_json({k: v for k, v in data.items() if k not in own}),
+            pkg_location=data["pkg_location"],
+            pkg_files=tuple(data["pkg_files"]),
+            present=tuple(data["present"]),
+        )
+
+
+def client_fact_commands() -> tuple[tuple[str, Command], ...]:
+    return (
+        *mac_fact_commands(),
+        ("pkg_files", _ro("pkgutil", "--only-files", "--files", PKG_ID)),
+        ("present", _ro("ls", "-1d", *KNOWN_PATHS)),
+    )
+
+
+def parse_client_facts(outputs: Mapping[str, ProbeOutput]) -> ClientFacts:
+    require(outputs, client_fact_commands())
+    return ClientFacts(
+        mac=parse_mac_facts(outputs),
+        pkg_location=parse_pkg_location(outputs["pkg_info"]),
+        pkg_files=parse_pkg_files(outputs["pkg_files"]),
+        present=parse_ls_d(outputs["present"]),
+    )
 
 
 def facts_to_json(value: object) -> Any:

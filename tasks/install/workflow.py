@@ -20,60 +20,24 @@ _PASSWORD_FORBIDDEN = set("\"'\\\n\r\t ")
 
 def fact_commands(params: InstallParams) -> tuple[tuple[str, Command], ...]:
     """Read-only probes, run in ONE exec as root, continuing past failures."""
-
-    def ro(*argv: str) -> Command:
-        return Command(tuple(argv), mutating=False)
-
-    probes = [
-        ("sw_vers", ro("sw_vers")),
-        ("arch", ro("uname", "-m")),
-        ("x86_64", ro("arch", "-x86_64", "/usr/bin/true")),
-        ("hostname", ro("hostname")),
-        ("local_host_name", ro("scutil", "--get", "LocalHostName")),
-        ("pkg_info", ro("pkgutil", "--pkg-info", f.PKG_ID)),
-        ("binary_sha256", ro("shasum", "-a", "256", BINARY)),
-        ("conf", ro("cat", f.CONF)),
-        ("launchd", ro("launchctl", "print", f"system/{f.LABEL}")),
-        ("identities", ro("security", "find-identity", f.SYSTEM_KEYCHAIN)),
-        ("certificates", ro("security", "find-certificate", "-a", "-Z", f.SYSTEM_KEYCHAIN)),
-        ("admin_trust", ro("security", "dump-trust-settings", "-d")),
-        ("df", ro("df", "-k", "/")),
-        ("client_log", ro("tail", "-n", str(f.LOG_TAIL_LINES), f.CLIENT_LOG)),
-    ]
+    probes = list(f.mac_fact_commands())
     if params.cache_path is not None:
-        probes.append(("dmg_cache", ro("shasum", "-a", "256", params.cache_path)))
+        probes.append(("dmg_cache", Command(("shasum", "-a", "256", params.cache_path), mutating=False)))
     return tuple(probes)
 
 
 def parse_facts(params: InstallParams, outputs: Mapping[str, ProbeOutput]) -> MacFacts:
-    missing = [name for name, _ in fact_commands(params) if name not in outputs]
-    if missing:
-        raise f.FactsError(f"missing probe outputs: {', '.join(missing)}")
+    f.require(outputs, fact_commands(params))
     cached = False
     if params.cache_path is not None:
         cached = f.parse_shasum(outputs["dmg_cache"]) == params.dmg.sha256.lower()
-    return MacFacts(
-        macos_version=f.parse_sw_vers(outputs["sw_vers"]),
-        arch=f.parse_uname_m(outputs["arch"]),
-        can_run_x86_64=f.parse_rosetta(outputs["x86_64"]),
-        hostname=f.parse_hostname(outputs["hostname"]),
-        local_host_name=f.parse_scutil_get(outputs["local_host_name"]),
-        client_version=f.parse_pkg_info(outputs["pkg_info"]),
-        binary_sha256=f.parse_shasum(outputs["binary_sha256"]),
-        conf=f.parse_conf(outputs["conf"]),
-        job=f.parse_launchctl_print(outputs["launchd"]),
-        identities=f.parse_find_identity(outputs["identities"]),
-        certificates=f.parse_find_certificate(outputs["certificates"]),
-        admin_trust=f.parse_dump_trust_settings(outputs["admin_trust"]),
-        free_bytes=f.parse_df_k(outputs["df"]),
-        dmg_cached=cached,
-        log_block=f.parse_log_tail(outputs["client_log"]),
-    )
+    return f.parse_mac_facts(outputs, dmg_cached=cached)
 
 
 def identity_import_stdin(params: InstallParams, password: str) -> bytes:
     """The `security -i` input that imports the pushed PFX into the System keychain, granting the client
-    binary access (-T). The password goes on stdin, never in argv. Raises ValueError for a password with
+    binary access (-T), or every application (-A) when `params.allow_all_apps` (the runner warns). The
+    password goes on stdin, never in argv. Raises ValueError for a password with
     quotes, backslashes, blanks or line breaks, or a line `security -i` would cut."""
     if not password:
         raise ValueError("empty PFX password")
@@ -84,7 +48,8 @@ def identity_import_stdin(params: InstallParams, password: str) -> bytes:
         if '"' in path or "\\" in path or "\n" in path:
             raise ValueError(f"path unusable in a security -i line: {path!r}")
     pfx = params.pfx_path if " " not in params.pfx_path else f'"{params.pfx_path}"'
-    line = f'import {pfx} -k {f.SYSTEM_KEYCHAIN} -t agg -f pkcs12 -P {password} -T "{BINARY}"'
+    access = "-A" if params.allow_all_apps else f'-T "{BINARY}"'
+    line = f"import {pfx} -k {f.SYSTEM_KEYCHAIN} -t agg -f pkcs12 -P {password} {access}"
     if len(line) > SECURITY_LINE_MAX:
         raise ValueError(f"security -i line of {len(line)} characters: at most {SECURITY_LINE_MAX} are read")
     return (line + "\n").encode()

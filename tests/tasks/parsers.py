@@ -24,4 +24,7 @@ PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
     "admin_trust": f.parse_dump_trust_settings,
     "df": f.parse_df_k,
     "client_log": f.parse_log_tail,
+    "pkg_location": f.parse_pkg_location,
+    "pkg_files": f.parse_pkg_files,
+    "present": f.parse_ls_d,
 }
