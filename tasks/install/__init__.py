@@ -1,7 +1,7 @@
 """The install workflow: roll the 1E Client out to a Mac (see decide.py for the idempotency rules)."""
 
 from tasks.facts import MacFacts
-from tasks.install.params import CaRef, DmgRef, IdentityRef, InstallParams
+from tasks.install.params import CaRef, DmgRef, IdentityRef, InstallParams, rollback_params
 from tasks.install.workflow import INSTALL, fact_commands, identity_import_stdin, parse_facts
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "fact_commands",
     "identity_import_stdin",
     "parse_facts",
+    "rollback_params",
 ]

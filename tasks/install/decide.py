@@ -6,7 +6,11 @@ assuming the earlier steps succeed. `decide(facts, params)` is that shared view;
 Rules (../shared/DESIGN.md rule 3: a finished Mac plans zero mutating commands):
 - install: the receipt's version equals the target AND the binary is there → no package install. The conf
   must hold the wanted Switch and BackgroundChannelUrl, else `1E.Client.updateconf.sh` (only that).
-  method "pkg" resets the conf, so a pkg install is always followed by updateconf.
+  method "pkg" resets the conf, so a pkg install is always followed by updateconf (over a configured
+  client the conf is saved before `installer` and restored after it, so every other setting survives).
+  install.sh over a configured client runs without arguments (the guide's upgrade form: keeps the conf),
+  followed by updateconf only when Switch or BackgroundChannelUrl differ.
+- verify: running, connected, AND the receipt's version is the target (VersionMismatch otherwise).
 - CA trust is *proven* by facts when the CA (by SHA-256) is in the System keychain, no other certificate
   there carries its label, and `dump-trust-settings -d` lists that label with only trust-as-root results.
   Otherwise the PEM is pushed and `add-trusted-cert` runs behind a `verify-cert` unless-probe.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 
@@ -59,6 +59,7 @@ class InstallParams:
     method: str = "install.sh"
     expected_team_id: str | None = None
     min_free_bytes: int = 0
+    allow_all_apps: bool = False  # upgrade opt-in: import the identity with -A (any app) instead of -T
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -78,6 +79,11 @@ class InstallParams:
     def stage_dir(self) -> str:
         """Where install.sh and the pkg are copied together (install.sh finds the pkg beside itself)."""
         return f"{self.private_dir}/stage"
+
+    @property
+    def saved_conf_path(self) -> str:
+        """Where the pkg method keeps the conf across `installer` (the plain pkg resets it)."""
+        return f"{self.stage_dir}/1E.Client.conf.saved"
 
     @property
     def pfx_path(self) -> str:
@@ -128,3 +134,11 @@ class InstallParams:
         d["identity"] = IdentityRef(ident["sha1"], ident["sha256"], tuple(ident["names"]))
         d["cas"] = tuple(CaRef(**c) for c in d["cas"])
         return cls(**d)
+
+
+def rollback_params(params: InstallParams, previous: DmgRef) -> InstallParams:
+    """The same rollout aimed at the previous version: its DMG, its version (the install step replaces the
+    newer package, the identity step re-grants key access to the older binary)."""
+    if previous.version == params.version:
+        raise ValueError(f"rollback to {previous.version}: that is the version being rolled back")
+    return replace(params, version=previous.version, dmg=previous)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.facts import CONF, LABEL, PLIST, SYSTEM_KEYCHAIN, UPDATECONF, MacFacts
-from tasks.install.decide import SUPPORTED_ARCHES, decide
+from tasks.install.decide import SUPPORTED_ARCHES, conf_ok, decide
 from tasks.install.params import InstallParams
 from tasks.install.verify import verify_commands
 from tasks.model import Command, Plan, Upload, commands, noop, refuse
@@ -127,14 +127,30 @@ def install(facts: MacFacts, params: InstallParams) -> Plan:
             )
         )
     if params.method == "pkg":
+        # the plain pkg resets the conf to defaults: keep every setting across it (save, install, restore),
+        # then set the wanted Switch and Background Channel
+        keep = facts.conf is not None
+        if keep:
+            cmds.append(Command(("mkdir", "-p", params.stage_dir)))
+            cmds.append(Command(("cp", "-p", CONF, params.saved_conf_path)))
         cmds.append(Command(("installer", "-pkg", pkg, "-target", "/")))
+        if keep:
+            cmds.append(Command(("cp", "-p", params.saved_conf_path, CONF)))
         cmds.append(_updateconf(params))
     else:
         stage = params.stage_dir
         cmds.append(Command(("mkdir", "-p", stage)))
         cmds.append(Command(("cp", f"{mp}/scripts/install.sh", pkg, f"{stage}/")))
-        # `sh FILE` so the copy need not be executable; install.sh looks for the pkg beside $0
-        cmds.append(Command(("/bin/sh", f"{stage}/install.sh", params.switch, params.background_url)))
+        # `sh FILE` so the copy need not be executable; install.sh looks for the pkg beside $0. Over a
+        # configured client it runs WITHOUT arguments, the guide's upgrade form that keeps the whole conf
+        # (with arguments it configures a fresh conf: other settings would be lost); updateconf then sets
+        # the wanted Switch and Background Channel only if they differ.
+        conf = facts.conf or {}
+        upgrade = bool(conf.get("Switch")) and bool(conf.get("BackgroundChannelUrl"))
+        args = () if upgrade else (params.switch, params.background_url)
+        cmds.append(Command(("/bin/sh", f"{stage}/install.sh", *args)))
+        if upgrade and not conf_ok(facts, params):
+            cmds.append(_updateconf(params))
     return commands(*cmds)
 
 

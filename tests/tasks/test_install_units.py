@@ -72,8 +72,15 @@ def test_explainers() -> None:
     assert sig is not None and sig[0] == "SignatureMismatch"
 
 
-def _verdict(print_rc: int, print_out: str, log: str) -> object:
-    outs = [ProbeOutput(("launchctl",), print_rc, print_out, ""), ProbeOutput(("tail",), 0, log, "")]
+RECEIPT = "package-id: com.1e.pkg.1E.Client\nversion: 8.0.2.5\nvolume: /\nlocation: Library\n"
+
+
+def _verdict(print_rc: int, print_out: str, log: str, receipt: str = RECEIPT) -> object:
+    outs = [
+        ProbeOutput(("launchctl",), print_rc, print_out, ""),
+        ProbeOutput(("tail",), 0, log, ""),
+        ProbeOutput(("pkgutil",), 0 if receipt else 1, receipt, "" if receipt else "No receipt for 'x'"),
+    ]
     return INSTALL.judge_verify(None, PARAMS, outs)
 
 
@@ -96,3 +103,9 @@ def test_judge_verify() -> None:
     assert getattr(_verdict(0, RUNNING, start), "pending") is True
     gone = _verdict(113, "", "")
     assert getattr(gone, "failure").error_type == "DaemonNotRunning"
+    # the installed version must be the target, connected or not
+    connected = start + "t INFO    Connected to Switch s:4000 as mac.local\n"
+    older = _verdict(0, RUNNING, connected, RECEIPT.replace("8.0.2.5", "8.0.1.23"))
+    assert getattr(older, "failure").error_type == "VersionMismatch"
+    assert "8.0.1.23" in getattr(older, "failure").message
+    assert getattr(_verdict(0, RUNNING, connected, ""), "failure").error_type == "VersionMismatch"
