@@ -51,6 +51,7 @@ from orchestrator.state.models import (
     RunStatus,
     utcnow,
 )
+from orchestrator.waves import WaveSpecError, assign_waves, parse_threshold, parse_waves
 
 __all__ = [
     "FREE_SPACE_MARGIN",
@@ -86,6 +87,23 @@ class DeployRequest:
     version: str | None = None
     method: str | None = None
     expected_team_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WaveRequest:
+    """How to roll out: cumulative wave sizes, the failure threshold, the pause between waves, canaries."""
+
+    waves: str = "100%"
+    max_failures: str | None = None
+    pause: float = 0.0
+    canary: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpgradeOptions:
+    rollback: bool = False
+    allow_all_apps: bool = False
+    retry_unreachable: float = 0.0  # seconds to keep retrying unreachable Macs (laptops asleep)
 
 
 @dataclass(frozen=True)
@@ -383,7 +401,49 @@ def _refusals(session: Session, devices: Sequence[Device], now: datetime) -> dic
 def plan_install_run(
     session: Session, settings: Settings, request: DeployRequest, actor: str, *, persist: bool = True
 ) -> PlannedRun:
-    """Plan an install run for the request's targets.
+    """Plan an install run for the request's targets (see `plan_run`)."""
+    return plan_run(session, settings, request, actor, persist=persist)
+
+
+def plan_upgrade_run(
+    session: Session,
+    settings: Settings,
+    request: DeployRequest,
+    waves: WaveRequest,
+    options: UpgradeOptions,
+    actor: str,
+    *,
+    persist: bool = True,
+) -> PlannedRun:
+    """Plan an upgrade: the install workflow to `request.version` (required), in waves.
+
+    Devices already at the target plan no-ops on the Mac (the runner checks the installed version there,
+    not in our possibly stale record). With rollback, a device that fails after the new version went in is
+    put back on the version it had (its DMG must be in the artifact store)."""
+    if not request.version:
+        raise PlanningError("upgrade needs --to VERSION (see `orchestrate artifact list`)")
+    extra: dict[str, Any] = {
+        "rollback": options.rollback,
+        "allow_all_apps": options.allow_all_apps,
+        "retry_unreachable": options.retry_unreachable,
+    }
+    return plan_run(
+        session, settings, request, actor, persist=persist, kind="upgrade", extra=extra, waves=waves
+    )
+
+
+def plan_run(
+    session: Session,
+    settings: Settings,
+    request: DeployRequest,
+    actor: str,
+    *,
+    persist: bool = True,
+    kind: str = "install",
+    extra: dict[str, Any] | None = None,
+    waves: WaveRequest | None = None,
+) -> PlannedRun:
+    """Plan a run of the install workflow (install, upgrade) for the request's targets.
 
     Raises PlanningError for unusable parameters (missing or malformed Switch or URL, unknown version,
     disagreeing group vars) or when no device is targeted. With `persist`, adds to the session (committed by
@@ -401,10 +461,22 @@ def plan_install_run(
         member = device_groups(session)
         groups = sorted({g for d in devices for g in member.get(d.id, [])})
     params = _params(session, settings, request, groups)
+    params.update(extra or {})
     now = utcnow()
     refused = _refusals(session, devices, now)
     run_ids = [d.id for d in devices if d.id not in refused]
     names = {d.id: d.name for d in devices}
+    wave_of: dict[str, int] = {}
+    sizes: list[int] = []
+    if waves is not None:
+        try:
+            sizes = parse_waves(waves.waves, len(run_ids))
+            if waves.max_failures is not None:
+                params["max_failures"] = parse_threshold(waves.max_failures).as_text()
+            wave_of = assign_waves([names[i] for i in run_ids], sizes, waves.canary)
+        except WaveSpecError as e:
+            raise PlanningError(str(e)) from None
+        params["pause"] = float(waves.pause)
     plan = PlannedRun(
         run_id=None,
         params=params,
@@ -414,14 +486,15 @@ def plan_install_run(
     )
     if not persist:
         return plan
-    run = Run(kind="install", status=RunStatus.PENDING, params_json=json.dumps(params, sort_keys=True),
-              executor="local", created_by=actor)  # fmt: skip
+    run = Run(kind=kind, status=RunStatus.PENDING, params_json=json.dumps(params, sort_keys=True),
+              executor="local", created_by=actor, waves_json=json.dumps(sizes))  # fmt: skip
     session.add(run)
     session.flush()
     for d in devices:
         problem = refused.get(d.id)
         if problem is None:
-            session.add(DeviceJob(run_id=run.id, device_id=d.id, status=JobStatus.PENDING))
+            session.add(DeviceJob(run_id=run.id, device_id=d.id, status=JobStatus.PENDING,
+                                  wave=wave_of.get(d.name, 0)))  # fmt: skip
             continue
         session.add(
             DeviceJob(
@@ -436,7 +509,7 @@ def plan_install_run(
     audit.record(
         session,
         actor,
-        "deploy.plan",
+        f"{'deploy' if kind == 'install' else kind}.plan",
         {
             "run_id": run.id,
             "groups": list(request.groups),

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,7 @@ async def drive(
     stop: asyncio.Event | None = None,
     owner: str | None = None,
     lease_ttl: float | None = None,
+    confirm: Callable[[int, int], Awaitable[bool]] | None = None,
 ) -> RunOutcome:
     """Run every unfinished job of the run here, wave by wave; returns when all are done, the failure
     threshold halts the run, `runs halt` halts it, or `stop` is set (Ctrl-C)."""
@@ -134,6 +135,9 @@ async def drive(
                     await asyncio.wait_for(stop.wait(), pause)
                 if stop.is_set():
                     break
+            if number and confirm is not None and not await confirm(wave, len(by_wave[wave])):
+                halt = f"the operator declined to open wave {wave + 1}"
+                break
             results += await asyncio.gather(*(one(*j) for j in by_wave[wave]))
     finally:
         beat.cancel()

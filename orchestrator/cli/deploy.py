@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
@@ -142,7 +142,13 @@ def _step_lines(step: dict[str, Any]) -> list[str]:
     return out
 
 
-def drive_run(console: Console, run_id: str, total: int, concurrency: int | None) -> int:
+def drive_run(
+    console: Console,
+    run_id: str,
+    total: int,
+    concurrency: int | None,
+    confirm: Callable[[int, int], Awaitable[bool]] | None = None,
+) -> int:
     """Drive run_id with the local driver under the live display (none in JSON mode), then print the
     final table (or JSON). Ctrl-C once stops cleanly (resumable); twice raises KeyboardInterrupt."""
     from workers.local import drive
@@ -156,7 +162,7 @@ def drive_run(console: Console, run_id: str, total: int, concurrency: int | None
         try:
             return await drive(
                 context.engine(), context.settings(), run_id, concurrency=concurrency,
-                on_event=display.on_event if display else None, stop=stop,
+                on_event=display.on_event if display else None, stop=stop, confirm=confirm,
             )  # fmt: skip
         finally:
             restore()

@@ -68,6 +68,9 @@ class Materials:
             self._sources[name] = self._produce(name)
         return self._sources[name]
 
+    def add_source(self, name: str, value: Path | bytes) -> None:
+        self._sources[name] = value
+
     def stdin(self, name: str) -> bytes:
         value = self.source(f"stdin:{name}")
         assert isinstance(value, bytes)
@@ -99,6 +102,7 @@ class RunSettings:
     verify_timeout: float = 120.0
     verify_interval: float = 0.25
     private_dir: str | None = None  # where PUSH uploads go (the workflow's params say the same)
+    step_prefix: str = ""  # e.g. "rollback:" so a second pass over the same job records distinct steps
 
 
 @dataclass
@@ -172,6 +176,7 @@ class DeviceRunner:
 
     def _begin(self, step: str, plan: Plan | None = None) -> tuple[str, float]:
         commands = json.dumps([c.as_json() for c in plan.commands]) if plan is not None else "[]"
+        step = self.s.step_prefix + step
         self.rec.job(self.w.job_id, current_step=step)
         step_id = self.rec.step_started(self.w.job_id, step, self.w.attempt, self._redact(commands))
         return step_id, time.monotonic()
@@ -202,13 +207,14 @@ class DeviceRunner:
             duration_ms=ms,
             output_tail=self._redact(text)[-TAIL_CHARS:] if text else None,
         )
-        self.emit(StepFinished(self.s.run_id, self.w.name, step, status.value, noop_reason, error_type,
-                               self._redact(message) if message else None, ms))
+        shown = self._redact(message) if message else None
+        self.emit(StepFinished(self.s.run_id, self.w.name, self.s.step_prefix + step, status.value,
+                               noop_reason, error_type, shown, ms))
 
     def _fail(self, step: str, begun: tuple[str, float], error_type: str, message: str, **kw: Any) -> _Failed:
         message = self._redact(message)
         self._end(step, begun, StepStatus.FAILED, error_type=error_type, message=message, **kw)
-        return _Failed(step, error_type, message)
+        return _Failed(self.s.step_prefix + step, error_type, message)
 
     # ------------------------------------------------------------------ the run
 
@@ -407,7 +413,11 @@ class DeviceRunner:
         error: tuple[str, str] | None = None
         for segment in _segments([c.sudo for _, c in owner]):
             cmds = [owner[i][1] for i in segment]
-            stdin = b"".join(self.w.materials.stdin(c.stdin) for c in cmds if c.stdin is not None) or None
+            try:
+                stdin = await self._stdin([c.stdin for c in cmds if c.stdin is not None])
+            except (KeyError, ValueError) as e:
+                error = ("MissingInput", str(e))
+                break
             limit = self.s.timeouts.command * len(cmds)
             try:
                 res = await self.conn.run_script(
@@ -450,6 +460,13 @@ class DeviceRunner:
                 error = None  # the transport error belongs to the first step that did not finish
         for sd in deferred:
             await self._run_always(sd, plans[sd.name], begun[sd.name])
+
+    async def _stdin(self, names: list[str]) -> bytes | None:
+        """The named inputs, concatenated. A secret one is made on first use (PFX decryption and re-wrap
+        are CPU work: done off the event loop, which serves every other device meanwhile)."""
+        if not names:
+            return None
+        return b"".join(await asyncio.to_thread(lambda: [self.w.materials.stdin(n) for n in names])) or None
 
     def _record_exec_step(
         self,
@@ -508,7 +525,9 @@ class DeviceRunner:
             self.failure = self._fail(sd.name, begun, "PlanError", "no private directory to upload into")
             return
         try:
-            items = [UploadItem(self.w.materials.source(u.source), u.name, u.mode) for u in plan.uploads]
+            items = await asyncio.to_thread(  # the PFX is decrypted and re-wrapped here: not on the loop
+                lambda: [UploadItem(self.w.materials.source(u.source), u.name, u.mode) for u in plan.uploads]
+            )
         except (KeyError, ValueError) as e:
             self.failure = self._fail(sd.name, begun, "MissingInput", str(e))
             return

@@ -30,7 +30,7 @@ from tasks.model import Workflow
 from workers.runner.device import DeviceWork, Materials
 from workers.ssh import NOPASSWD, HostKeyPolicy, SshAuth, SshTarget, SudoMode
 
-WORKFLOWS: dict[str, Workflow] = {"install": INSTALL}
+WORKFLOWS: dict[str, Workflow] = {"install": INSTALL, "upgrade": INSTALL}
 CACHE_DIR = "/Library/Caches/macfleet"
 
 
@@ -215,6 +215,7 @@ def _install_params(
         method=str(p.get("method") or "install.sh"),
         expected_team_id=p.get("expected_team_id"),
         min_free_bytes=int(p.get("min_free_bytes") or 0),
+        allow_all_apps=bool(p.get("allow_all_apps")),
     )
     state: dict[str, bytes] = {}
     cert_id = cert.id

@@ -9,20 +9,34 @@ run can never work on the device at the same time; a holder that died leaves a l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from orchestrator import leases
 from orchestrator.config import Settings
 from orchestrator.secrets import SecretBox
-from orchestrator.state.models import Device, DeviceJob, HostKeyPin, JobStatus, Run, RunStatus, new_id, utcnow
+from orchestrator.state.models import (
+    Artifact,
+    Device,
+    DeviceJob,
+    HostKeyPin,
+    JobStatus,
+    Run,
+    RunStatus,
+    new_id,
+    utcnow,
+)
+from tasks.install.params import DmgRef, rollback_params
 from workers.events import JobFinished, RunEvent
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
 from workers.runner.inputs import InputError, RunInputs, device_work
@@ -204,6 +218,7 @@ async def work_job(
         d.on_event(JobFinished(run_settings.run_id, name, JobStatus.FAILED.value, None, error_type, str(e)))
         return DeviceResult(name=name, status=JobStatus.FAILED.value, error_type=error_type, message=str(e))
     result = await DeviceRunner(work, run_settings, recorder, d.on_event, d.stop).run()
+    result = await _retry_unreachable(d, inputs, run_settings, recorder, work, result)
     update: dict[str, Any] = {"last_run_id": run_settings.run_id, "last_outcome": result.status}
     if result.status == JobStatus.SUCCEEDED.value:
         update |= {"installed_version": getattr(work.params, "version", None), "connected": True,
@@ -212,7 +227,101 @@ async def work_job(
         update["last_error"] = f"{result.step}: {result.error_type}: {result.message}"
         if result.connected is not None:
             update["connected"] = result.connected
+        rolled = await _rollback(d, inputs, run_settings, recorder, work, result)
+        if rolled is not None:
+            update |= rolled
+            result.status = JobStatus.ROLLED_BACK.value
     recorder.device(device_id, **update)
     return result
 
 
+ROLLBACK_AFTER = ("install", "identity", "start", "verify")  # failures after the new version may be in
+
+
+async def _retry_unreachable(
+    d: JobExecutor,
+    inputs: RunInputs,
+    run_settings: RunSettings,
+    recorder: Recorder,
+    work: DeviceWork,
+    result: DeviceResult,
+) -> DeviceResult:
+    """Laptops sleep: with `retry_unreachable` seconds in the run's params, an unreachable Mac is retried
+    with backoff (5 s doubling to 5 min) until it answers or the window closes."""
+    window = float(inputs.params.get("retry_unreachable") or 0)
+    deadline = asyncio.get_running_loop().time() + window
+    delay = 5.0
+    while (
+        window
+        and result.status == JobStatus.FAILED.value
+        and result.error_type == "Unreachable"
+        and asyncio.get_running_loop().time() + delay < deadline
+        and not d.stop.is_set()
+    ):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(d.stop.wait(), delay)
+        if d.stop.is_set():
+            break
+        delay = min(delay * 2, 300.0)
+        work.attempt += 1
+        result = await DeviceRunner(work, run_settings, recorder, d.on_event, d.stop).run()
+    return result
+
+
+async def _rollback(
+    d: JobExecutor,
+    inputs: RunInputs,
+    run_settings: RunSettings,
+    recorder: Recorder,
+    work: DeviceWork,
+    result: DeviceResult,
+) -> dict[str, Any] | None:
+    """With `rollback` in an upgrade's params: put back the version the Mac had before (its DMG from the
+    artifact store), re-granting key access to the old binary. Returns the device row update when the
+    rollback succeeded, None when no rollback applied or it failed (the job stays failed)."""
+    facts = result.facts
+    previous = getattr(facts, "client_version", None)
+    target = getattr(work.params, "version", None)
+    if (
+        not inputs.params.get("rollback")
+        or result.step not in ROLLBACK_AFTER
+        or previous is None
+        or previous == target
+    ):
+        return None
+    found = await asyncio.to_thread(_artifact_of_version, d.engine, previous)
+    if found is None:
+        msg = (f"{result.message} — rollback to {previous} impossible: its DMG is not in the artifact "
+               f"store (orchestrate artifact add)")
+        recorder.job(work.job_id, error_message=msg)
+        result.message = msg
+        return None
+    dmg_ref, path = found
+    back = replace(work, params=rollback_params(work.params, dmg_ref))
+    back.materials.add_source("dmg", path)
+    settings = replace(run_settings, step_prefix="rollback:")
+    again = await DeviceRunner(back, settings, recorder, d.on_event, d.stop).run()
+    if again.status != JobStatus.SUCCEEDED.value:
+        msg = f"{result.message} — rollback to {previous} failed too at {again.step}: {again.message}"
+        recorder.job(work.job_id, status=JobStatus.FAILED.value, current_step=result.step,
+                     error_type=result.error_type, error_message=msg)
+        result.message = msg
+        return None
+    msg = (f"upgrade to {target} failed at {result.step} ({result.error_type}: {result.message}); "
+           f"rolled back to {previous}")
+    recorder.job(work.job_id, status=JobStatus.ROLLED_BACK.value, current_step=result.step,
+                 error_type=result.error_type, error_message=msg, ended_at=utcnow())
+    d.on_event(JobFinished(run_settings.run_id, work.name, JobStatus.ROLLED_BACK.value, result.step,
+                           result.error_type, msg))
+    result.message = msg
+    return {"installed_version": previous, "connected": True, "last_outcome": JobStatus.ROLLED_BACK.value,
+            "last_error": msg}
+
+
+def _artifact_of_version(engine: Engine, version: str) -> tuple[DmgRef, Path] | None:
+    with Session(engine) as s:
+        art = s.exec(select(Artifact).where(Artifact.version == version)).first()
+        if art is None:
+            return None
+        ref = DmgRef(version=art.version, sha256=art.sha256, size=art.size, file_name=art.filename)
+        return ref, Path(art.path)
