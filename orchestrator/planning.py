@@ -477,6 +477,7 @@ def plan_run(
         except WaveSpecError as e:
             raise PlanningError(str(e)) from None
         params["pause"] = float(waves.pause)
+        params["waves"] = sizes
     plan = PlannedRun(
         run_id=None,
         params=params,
@@ -522,7 +523,42 @@ def plan_run(
     return PlannedRun(run.id, params, run_ids, plan.refused, plan.device_names)
 
 
-# ---------------------------------------------------------------- resume
+# ---------------------------------------------------------------- halt, retry, resume
+
+
+def halt_run(session: Session, run_id: str, actor: str, reason: str | None = None) -> Run:
+    """Mark a running run halted: its drivers stop starting devices (devices mid-step finish that step).
+    Raises PlanningError for a run that is not running or pending."""
+    run = find_run(session, run_id)
+    if run.status not in (RunStatus.RUNNING, RunStatus.PENDING):
+        raise PlanningError(f"run {run.id[:12]} is {run.status}; only a running or pending run can be halted")
+    run.status = RunStatus.HALTED
+    run.halt_reason = f"halted by {actor}" + (f": {reason}" if reason else "")
+    session.add(run)
+    audit.record(session, actor, "runs.halt", {"run_id": run.id, "reason": reason})
+    return run
+
+
+def retry_failed(session: Session, run_id: str, actor: str) -> tuple[Run, list[str]]:
+    """Put the run's failed devices (not refused-at-planning ones) back to pending; returns (run, their job
+    ids) for the driver to run those and no others. Raises PlanningError when nothing failed."""
+    run = find_run(session, run_id)
+    jobs = session.exec(
+        select(DeviceJob).where(DeviceJob.run_id == run.id, DeviceJob.status == JobStatus.FAILED)
+    ).all()
+    again = [j for j in jobs if j.current_step != "plan"]
+    if not again:
+        raise PlanningError(f"run {run.id[:12]} has no failed device to retry")
+    for j in again:
+        j.status = JobStatus.PENDING
+        j.error_type = j.error_message = None
+        j.lease_owner, j.lease_expires_at, j.ended_at = None, None, None
+        session.add(j)
+    run.status, run.halt_reason, run.ended_at = RunStatus.HALTED, None, None
+    session.add(run)
+    audit.record(session, actor, "runs.retry", {"run_id": run.id, "devices": len(again)})
+    return run, [j.id for j in again]
+
 
 
 def find_run(session: Session, run_id_or_prefix: str) -> Run:

@@ -148,3 +148,26 @@ def decide(
         if counts.get("pending", 0):
             return GateDecision("open", index)
     return GateDecision("done")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "30s", "5m", "2h", "1d" (also "1h30m")."""
+    t = text.strip().lower()
+    if t.replace(".", "", 1).isdigit():
+        return float(t)
+    total, number = 0.0, ""
+    for ch in t:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in _UNITS and number:
+            total += float(number) * _UNITS[ch]
+            number = ""
+        else:
+            number = "x"
+            break
+    if number or not t:
+        raise WaveSpecError(f"duration {text!r}: give e.g. 90s, 5m, 2h or 1h30m")
+    return total

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ async def drive(
     owner: str | None = None,
     lease_ttl: float | None = None,
     confirm: Callable[[int, int], Awaitable[bool]] | None = None,
+    only: Collection[str] | None = None,
 ) -> RunOutcome:
     """Run every unfinished job of the run here, wave by wave; returns when all are done, the failure
     threshold halts the run, `runs halt` halts it, or `stop` is set (Ctrl-C)."""
@@ -89,7 +90,8 @@ async def drive(
         ).all()
         by_wave: dict[int, list[tuple[str, str, str]]] = {}
         for j, dev in rows:
-            by_wave.setdefault(j.wave, []).append((j.id, dev.id, dev.name))
+            if only is None or j.id in only:  # `runs retry --failed`: those jobs and no others
+                by_wave.setdefault(j.wave, []).append((j.id, dev.id, dev.name))
         run = s.get(Run, run_id)
         assert run is not None
         run.status = RunStatus.RUNNING.value

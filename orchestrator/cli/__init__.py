@@ -35,7 +35,7 @@ def _register() -> None:
     global _registered
     if _registered:
         return
-    from orchestrator.cli import artifact, certs, db, demo, deploy, inventory, runs, secrets, status
+    from orchestrator.cli import artifact, certs, db, demo, deploy, inventory, runs, secrets, status, upgrade
 
     app.add_typer(inventory.app, name="inventory")
     app.add_typer(certs.app, name="certs")
@@ -43,6 +43,7 @@ def _register() -> None:
     app.add_typer(artifact.app, name="artifact")
     app.add_typer(db.app, name="db")
     app.command("deploy")(deploy.deploy)
+    app.command("upgrade")(upgrade.upgrade)
     app.command("status")(status.status)
     app.add_typer(runs.app, name="runs")
     app.command("demo")(demo.demo)

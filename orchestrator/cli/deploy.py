@@ -148,6 +148,7 @@ def drive_run(
     total: int,
     concurrency: int | None,
     confirm: Callable[[int, int], Awaitable[bool]] | None = None,
+    only: list[str] | None = None,
 ) -> int:
     """Drive run_id with the local driver under the live display (none in JSON mode), then print the
     final table (or JSON). Ctrl-C once stops cleanly (resumable); twice raises KeyboardInterrupt."""
@@ -162,7 +163,7 @@ def drive_run(
         try:
             return await drive(
                 context.engine(), context.settings(), run_id, concurrency=concurrency,
-                on_event=display.on_event if display else None, stop=stop, confirm=confirm,
+                on_event=display.on_event if display else None, stop=stop, confirm=confirm, only=only,
             )  # fmt: skip
         finally:
             restore()

@@ -1,4 +1,5 @@
-"""`orchestrate runs list|show|resume`: the history of runs, one run in detail, continuing a stopped run.
+"""`orchestrate runs list|show|resume|halt|retry`: the history of runs, one run in detail, continuing,
+halting or retrying a run.
 
 Exit codes: 0; 1 when a resumed run ends with a failed device; 2 for an unknown or ambiguous run id or a
 run that cannot be resumed; 130 when a resumed run is stopped again by Ctrl-C.
@@ -143,3 +144,48 @@ def resume(
     todo = sum(1 for j in detail.jobs if j.status == JobStatus.PENDING)
     console.info(f"resuming run {run_id}: {todo} device(s) to continue")
     raise typer.Exit(drive_run(console, run_id, todo, concurrency))
+
+
+@app.command("halt")
+def halt(
+    run: RunArg,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the record.")] = None,
+) -> None:
+    """Stop a running run: no new device starts (those mid-step finish the step); resumable."""
+    console = Console()
+    settings = context.settings()
+    try:
+        with session_scope(context.engine()) as s:
+            r = planning.halt_run(s, run, settings.actor, reason)
+            run_id = r.id
+    except planning.PlanningError as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.success(f"run {run_id} halted; its driver stops starting devices within a second or two")
+    console.info(f"continue it with: orchestrate runs resume {run_id[:12]}")
+
+
+@app.command("retry")
+def retry(
+    run: RunArg,
+    failed: Annotated[bool, typer.Option("--failed", help="Re-run only the devices that failed.")] = False,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-run a run's failed devices (and only them), each from a fresh look at the Mac."""
+    console = Console(json_mode=json_out)
+    if not failed:
+        console.error("say what to retry: --failed (the only kind for now)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    settings = context.settings()
+    try:
+        with session_scope(context.engine()) as s:
+            r, job_ids = planning.retry_failed(s, run, settings.actor)
+            run_id = r.id
+    except planning.PlanningError as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.info(f"retrying {len(job_ids)} failed device(s) of run {run_id}")
+    raise typer.Exit(drive_run(console, run_id, len(job_ids), concurrency, only=job_ids))
