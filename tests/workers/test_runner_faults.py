@@ -4,13 +4,16 @@ must. SQLite only: the database plays no part in these faults (test_runner_insta
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
+
+import workers.runner.inputs as inputs_mod
 
 from orchestrator.state.models import HostKeyPin, JobStatus
 from tests.workers.lab import Lab, assert_failed_at, lab, mac_files
@@ -243,3 +246,66 @@ async def test_failing_hdiutil_is_a_typed_failure_at_mount_and_cleanup_runs(
         assert steps["cleanup"].status == "changed"
         assert L.jobs(run)[MAC].status == JobStatus.FAILED
         _no_pfx_left(L)
+
+
+async def test_canary_secrets_appear_nowhere_on_success_and_failure_paths(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The stored PFX passwords, the one-time passwords the runner makes and a stored sudo password reach no
+    Mac command log, database row, event, log record, output or error message — with a Mac that succeeds,
+    one that hangs at install (timeout path), one that refuses trust, one on a sudo password."""
+    otps: list[str] = []
+    made = inputs_mod.one_time_password
+
+    def capture(length: int = 32) -> bytes:
+        value = made(length)
+        otps.append(value.decode("ascii"))
+        return value
+
+    monkeypatch.setattr(inputs_mod, "one_time_password", capture)
+    caplog.set_level(logging.DEBUG)
+    sudo_pw = "Sudo-canary-Pw-8841"
+    hosts = [
+        {"name": "mac-ok"},
+        {"name": "mac-hang", "faults": {"hang_tools": ["installer"]}},
+        {"name": "mac-notrust", "faults": {"trust_refused": True}},
+        {"name": "mac-sudo", "sudo": "password", "password": sudo_pw},
+    ]
+    ssh = {**SSH, "command_timeout": 0.8}
+    async with lab(tmp_path, engine, hosts, ssh=ssh, vars_for={"mac-sudo": {"sudo_password": "sudo-pw"}}) as L:
+        L.store_secret("sudo-pw", "sudo-password", sudo_pw.encode())
+        events: list[Any] = []
+        run = L.create_run(method="pkg")
+        outcome = await drive(L.engine, L.settings, run, on_event=events.append)
+        assert outcome.counts == {"succeeded": 2, "failed": 2}, outcome.failed
+        assert_failed_at(L, run, "mac-hang", "install", "CommandTimeout")
+        assert_failed_at(L, run, "mac-notrust", "trust", "TrustRefused")
+
+        stored = [L.certs.password_for(p) for p in [*L.certs.host_pfx.values(), *L.certs.bad_pfx.values()]]
+        assert len(otps) == 4, otps  # one per Mac: each got as far as the push
+        canaries = [*stored, *otps, sudo_pw]
+        assert all(len(c) >= 12 for c in canaries)
+
+        places: dict[str, str] = {}
+        for name, host in L.fleet.hosts.items():
+            log = host.state_dir / "commands.jsonl"
+            places[f"command log of {name}"] = log.read_text() if log.exists() else ""
+        with L.engine.connect() as db:
+            for table in SQLModel.metadata.sorted_tables:
+                for row in db.execute(table.select()).all():
+                    for column, value in zip(table.columns.keys(), row, strict=True):
+                        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                        places[f"{table.name}.{column}"] = places.get(f"{table.name}.{column}", "") + text
+        places["events"] = "\n".join(repr(e) for e in events)
+        places["log records"] = caplog.text + "\n".join(
+            f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+        captured = capsys.readouterr()
+        places["stdout/stderr"] = captured.out + captured.err
+        places["results and errors"] = repr(outcome) + "\n".join(
+            f"{j.error_type} {j.error_message}" for j in L.jobs(run).values())
+        # the search means something: each kind of place holds text
+        assert events and caplog.records and "security -i" in places["command log of mac-ok"]
+        assert any(k.endswith(".output_tail") and "CommandTimeout" not in v for k, v in places.items())
+        leaks = [(where, i) for where, text in places.items() for i, c in enumerate(canaries) if c in text]
+        assert leaks == [], leaks
