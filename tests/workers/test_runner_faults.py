@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 import workers.runner.inputs as inputs_mod
-
 from orchestrator.state.models import HostKeyPin, JobStatus
 from tests.workers.lab import Lab, assert_failed_at, lab, mac_files
 from workers.local import drive
