@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.state.models import DeviceJob, DeviceLock, JobStatus, utcnow
 
-CLAIMABLE = (JobStatus.PENDING, JobStatus.INTERRUPTED, JobStatus.RUNNING)
+CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.INTERRUPTED, JobStatus.RUNNING)
 
 
 def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: datetime | None = None) -> bool:

@@ -38,6 +38,7 @@ from orchestrator import audit
 from orchestrator.artifacts import list_artifacts
 from orchestrator.config import Settings
 from orchestrator.inventory_store import device_groups, group_tree, resolve_targets
+from orchestrator.leases import device_holder
 from orchestrator.state.models import (
     Artifact,
     CaCertificate,
@@ -523,6 +524,91 @@ def plan_run(
     return PlannedRun(run.id, params, run_ids, plan.refused, plan.device_names)
 
 
+# ---------------------------------------------------------------- lifecycle runs
+
+LIFECYCLE_KINDS = ("uninstall", "reconfigure", "start", "stop", "restart", "logs")
+
+
+def plan_lifecycle_run(
+    session: Session,
+    settings: Settings,
+    kind: str,
+    groups: Sequence[str],
+    limits: Sequence[str],
+    params: dict[str, Any],
+    actor: str,
+) -> PlannedRun:
+    """Plan an uninstall, reconfigure, start/stop/restart or logs run over the targets. Parameters are
+    validated before anything runs (reconfigure: the conf keys); a device held by another active run is
+    refused (DeviceBusy). Raises PlanningError."""
+    from inventory import TargetingError
+    from tasks.reconfigure import validate_conf_keys
+
+    if kind not in LIFECYCLE_KINDS:
+        raise PlanningError(f"unknown run kind {kind!r}")
+    try:
+        devices = resolve_targets(session, list(groups), list(limits))
+    except TargetingError as e:
+        raise PlanningError(f"{e}: check --group/--limit (`orchestrate inventory list`)") from None
+    params = dict(params)
+    if kind == "reconfigure":
+        try:
+            params["pairs"] = [list(p) for p in validate_conf_keys(tuple(params.get("pairs") or ()))]
+        except ValueError as e:
+            raise PlanningError(f"reconfigure: {e}") from None
+        if not params["pairs"]:
+            raise PlanningError("reconfigure: give at least one KEY=VALUE (e.g. SWITCH=sw.example.com:4000)")
+    if kind == "uninstall" and params.get("dmg_version"):
+        art = _artifact_for(session, str(params.pop("dmg_version")))
+        params["artifact_sha256"] = art.sha256
+    now = utcnow()
+    busy: dict[str, tuple[str, str]] = {}
+    for d in devices:
+        holder = device_holder(session, d.id, now)
+        if holder is not None:
+            busy[d.id] = ("DeviceBusy", f"{d.name} is held by active run {holder[:12]}: wait, or halt it")
+    run = Run(kind=kind, status=RunStatus.PENDING, params_json=json.dumps(params, sort_keys=True),
+              executor=settings.executor.value, created_by=actor)  # fmt: skip
+    session.add(run)
+    session.flush()
+    for d in devices:
+        problem = busy.get(d.id)
+        if problem is None:
+            session.add(DeviceJob(run_id=run.id, device_id=d.id, status=JobStatus.PENDING))
+        else:
+            session.add(
+                DeviceJob(run_id=run.id, device_id=d.id, status=JobStatus.FAILED, error_type=problem[0],
+                          error_message=problem[1], current_step="plan", ended_at=now)
+            )  # fmt: skip
+    session.flush()
+    audit.record(session, actor, f"{kind}.plan", {"run_id": run.id, "groups": list(groups),
+                                                  "limits": list(limits), "params": params})  # fmt: skip
+    names = {d.id: d.name for d in devices}
+    ids = [d.id for d in devices if d.id not in busy]
+    return PlannedRun(run.id, params, ids, {names[i]: r for i, r in busy.items()}, {i: names[i] for i in ids})
+
+
+def plan_converge_run(
+    session: Session, settings: Settings, request: DeployRequest, actor: str
+) -> PlannedRun:
+    """Re-check every targeted device that has the client installed and repair drift (stopped daemon, lost
+    key access, wrong conf, missing trust): the install workflow, whose steps are no-ops where the Mac is
+    right. Devices with no installed client on record are left out (deploy installs them)."""
+    try:
+        devices = resolve_targets(session, request.groups, request.limits)
+    except Exception as e:  # TargetingError
+        raise PlanningError(f"{e}: check --group/--limit") from None
+    installed = [d.name for d in devices if d.installed_version]
+    if not installed:
+        raise PlanningError("no targeted device has the client installed on record: use `orchestrate deploy`")
+    narrowed = DeployRequest(
+        groups=request.groups, limits=[*request.limits, *installed] if request.limits else installed,
+        switch=request.switch, background_url=request.background_url, version=request.version,
+        method=request.method, expected_team_id=request.expected_team_id,
+    )  # fmt: skip
+    return plan_run(session, settings, narrowed, actor, kind="converge")
+
+
 # ---------------------------------------------------------------- halt, retry, resume
 
 
@@ -609,7 +695,8 @@ def resume_run(session: Session, run_id: str, actor: str) -> Run:
     for j in jobs:
         live = j.lease_expires_at is not None and j.lease_expires_at > now
         retry = by_threshold and j.status == JobStatus.FAILED
-        if j.status in (JobStatus.PENDING, JobStatus.INTERRUPTED, JobStatus.RUNNING) or retry:
+        unfinished = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.INTERRUPTED, JobStatus.RUNNING)
+        if j.status in unfinished or retry:
             j.status = JobStatus.RUNNING if live and j.status == JobStatus.RUNNING else JobStatus.PENDING
             if not live:
                 j.lease_owner, j.lease_expires_at = None, None

@@ -59,6 +59,7 @@ class DevicePlan:
     facts: dict[str, Any] | None
     steps: list[tuple[str, dict[str, Any]]]
     error: tuple[str, str] | None
+    raw_facts: Any = None  # the workflow's facts record (the logs workflow carries the log tails in it)
 
 
 async def drive(
@@ -244,6 +245,6 @@ async def dry_run(
             steps = [(name, plan.as_json()) for name, plan in result.plans.items()]
             failed = result.status == JobStatus.FAILED.value
             error = (result.error_type or "Error", result.message or "") if failed else None
-            return DevicePlan(device.name, facts, steps, error)
+            return DevicePlan(device.name, facts, steps, error, result.facts)
 
     return list(await asyncio.gather(*(one(dev) for dev in devices)))

@@ -35,7 +35,19 @@ def _register() -> None:
     global _registered
     if _registered:
         return
-    from orchestrator.cli import artifact, certs, db, demo, deploy, inventory, runs, secrets, status, upgrade
+    from orchestrator.cli import (
+        artifact,
+        certs,
+        db,
+        demo,
+        deploy,
+        inventory,
+        lifecycle,
+        runs,
+        secrets,
+        status,
+        upgrade,
+    )
 
     app.add_typer(inventory.app, name="inventory")
     app.add_typer(certs.app, name="certs")
@@ -44,6 +56,8 @@ def _register() -> None:
     app.add_typer(db.app, name="db")
     app.command("deploy")(deploy.deploy)
     app.command("upgrade")(upgrade.upgrade)
+    for name in ("uninstall", "reconfigure", "start", "stop", "restart", "converge", "logs"):
+        app.command(name)(getattr(lifecycle, name))
     app.command("status")(status.status)
     app.add_typer(runs.app, name="runs")
     app.command("demo")(demo.demo)

@@ -71,6 +71,7 @@ class RunStatus(StrEnum):
 
 class JobStatus(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"  # published to the Celery broker, not yet claimed by a worker
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -118,6 +118,7 @@ class DeviceResult:
     mutating_commands: int = 0
     duration: float = 0.0
     plans: dict[str, Plan] = field(default_factory=dict)
+    executed: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (step, argv) that ran OK
 
 
 class _Failed(Exception):
@@ -302,14 +303,15 @@ class DeviceRunner:
         self.result.facts = facts
         as_json = getattr(facts, "as_json", None)
         facts_doc = as_json() if callable(as_json) else {}
+        # Only what this workflow's facts say: a workflow without a fact leaves the recorded value alone.
+        known = {"reported_hostname": "hostname", "arch": "arch", "macos_version": "macos_version",
+                 "installed_version": "client_version"}  # fmt: skip
+        update = {column: facts_doc.get(key) or None for column, key in known.items() if key in facts_doc}
         self.rec.device(
             self.w.device_id,
             facts_json=json.dumps(facts_doc, sort_keys=True, default=str),
             facts_at=_now(),
-            reported_hostname=facts_doc.get("hostname") or None,
-            arch=facts_doc.get("arch") or None,
-            macos_version=facts_doc.get("macos_version") or None,
-            installed_version=facts_doc.get("client_version") or None,
+            **update,
         )
         self._end(FACTS_STEP, begun, StepStatus.OK)
         return facts
@@ -444,6 +446,9 @@ class DeviceRunner:
             if stop_on_error and not all(o.ran and o.exit_status in owner[i][1].ok_codes
                                          for i, o in zip(segment, res.steps, strict=True)):
                 break
+        for (sd, c), got in zip(owner, outcomes, strict=True):
+            if got is not None and got.ran and not got.skipped and got.exit_status in c.ok_codes:
+                self.result.executed.append((sd.name, c.argv))
         self.result.mutating_commands += sum(
             1
             for (_, c), o in zip(owner, outcomes, strict=True)

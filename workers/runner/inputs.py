@@ -24,13 +24,15 @@ from orchestrator.certs.store import BoxVault, active_certificate, load_pfx
 from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR, Redactor
 from orchestrator.secrets import SecretBox, load_secret
-from orchestrator.state.models import Artifact, CaCertificate, Device, DeviceJob, HostKeyPin, Run
-from tasks.install import INSTALL, CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
+from orchestrator.state.models import Artifact, AuditEvent, CaCertificate, Device, DeviceJob, HostKeyPin, Run
+from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
 from tasks.model import Workflow
+from tasks.registry import WORKFLOWS, params_from_json
 from workers.runner.device import DeviceWork, Materials
 from workers.ssh import NOPASSWD, HostKeyPolicy, SshAuth, SshTarget, SudoMode
 
-WORKFLOWS: dict[str, Workflow] = {"install": INSTALL, "upgrade": INSTALL}
+INSTALL_KINDS = ("install", "upgrade", "converge")  # runs of the install workflow (and its params)
+CA_ADDED = "ca.added"  # audit action: our run trusted this CA on this device (uninstall --remove-ca may undo)
 CACHE_DIR = "/Library/Caches/macfleet"
 
 
@@ -45,6 +47,7 @@ class InputError(ValueError):
 @dataclass(frozen=True)
 class RunInputs:
     run_id: str
+    kind: str
     params: dict[str, Any]
     workflow: Workflow
     dmg_path: Path | None
@@ -56,12 +59,18 @@ class RunInputs:
         return f"/private/tmp/macfleet-{self.run_id[:12]}"
 
 
+def workflow_for(kind: str) -> Workflow | None:
+    """The workflow a run of this kind executes (converge re-runs install: every step re-checks the Mac)."""
+    return WORKFLOWS.get("install" if kind == "converge" else kind)
+
+
 def load_run_inputs(session: Session, run_or_id: str | Run) -> RunInputs:
     """The run's shared inputs (a Run object that is not stored serves dry runs)."""
     run = session.get(Run, run_or_id) if isinstance(run_or_id, str) else run_or_id
     if run is None:
         raise InputError("UnknownRun", f"no run {run_or_id}")
-    if run.kind not in WORKFLOWS:
+    workflow = workflow_for(run.kind)
+    if workflow is None:
         raise InputError(
             "UnknownWorkflow", f"run {run.id} is a {run.kind!r} run, which this worker cannot run"
         )
@@ -94,7 +103,7 @@ def load_run_inputs(session: Session, run_or_id: str | Run) -> RunInputs:
             pem_name=f"ca-{row.sha256[:16]}.pem",
         )
         cas.append((ref, cert.public_bytes(Encoding.PEM)))
-    return RunInputs(run.id, params, WORKFLOWS[run.kind], dmg_path, dmg, tuple(cas))
+    return RunInputs(run.id, run.kind, params, workflow, dmg_path, dmg, tuple(cas))
 
 
 def _auth(session: Session, box: Callable[[], SecretBox], device: Device, settings: Settings) -> SshAuth:
@@ -165,7 +174,11 @@ def device_work(
     sudo = _sudo(session, box, device, auth)
     if sudo.password:
         redactor.add(sudo.password)
-    params, produce = _install_params(session, settings, inputs, device, box, redactor)
+    produce: Callable[[str], bytes] | None = None
+    if inputs.kind in INSTALL_KINDS:
+        params, produce = _install_params(session, settings, inputs, device, box, redactor)
+    else:
+        params = _lifecycle_params(session, inputs, device)
     sources: dict[str, Path | bytes] = {f"ca:{ref.sha256}": pem for ref, pem in inputs.cas}
     if inputs.dmg_path is not None:
         sources["dmg"] = inputs.dmg_path
@@ -248,3 +261,41 @@ def _install_params(
 
 def remote_dir_of(params: Any) -> str:
     return posixpath.normpath(str(getattr(params, "private_dir", "/private/tmp")))
+
+
+def _lifecycle_params(session: Session, inputs: RunInputs, device: Device) -> Any:
+    """Params of the uninstall, reconfigure, start/stop/restart and logs workflows from the run's params."""
+    p = inputs.params
+    base: dict[str, Any] = {"run_id": inputs.run_id}
+    if inputs.kind == "uninstall":
+        cert = active_certificate(session, device.id)
+        remove_identity = bool(p.get("remove_identity")) and cert is not None
+        base |= {
+            "private_dir": inputs.private_dir,
+            "dmg": None if inputs.dmg is None else {
+                "version": inputs.dmg.version, "sha256": inputs.dmg.sha256,
+                "size": inputs.dmg.size, "file_name": inputs.dmg.file_name,
+            },
+            "remove_identity": remove_identity,
+            "identity_sha1": cert.sha1.lower() if remove_identity and cert is not None else None,
+            "remove_ca_sha1s": list(cas_added(session, device.id)) if p.get("remove_ca") else [],
+        }
+    elif inputs.kind == "reconfigure":
+        base["pairs"] = [list(pair) for pair in p.get("pairs", [])]
+    elif inputs.kind == "logs":
+        base |= {"lines": int(p.get("lines") or 200), "daemon": bool(p.get("daemon"))}
+    try:
+        return params_from_json(inputs.kind, base)
+    except (ValueError, TypeError, KeyError) as e:
+        raise InputError("BadParameters", f"{inputs.kind} parameters for {device.name}: {e}") from None
+
+
+def cas_added(session: Session, device_id: str) -> tuple[str, ...]:
+    """SHA-1s of the CA certificates OUR runs trusted on this device (never one that was there before)."""
+    rows = session.exec(select(AuditEvent.params_json).where(AuditEvent.action == CA_ADDED)).all()
+    out: list[str] = []
+    for raw in rows:
+        doc = json.loads(raw)
+        if doc.get("device_id") == device_id and doc.get("sha1"):
+            out.append(str(doc["sha1"]).lower())
+    return tuple(dict.fromkeys(out))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from orchestrator.config import Settings
 from orchestrator.secrets import SecretBox
 from orchestrator.state.models import (
     Artifact,
+    AuditEvent,
     Device,
     DeviceJob,
     HostKeyPin,
@@ -39,12 +41,14 @@ from orchestrator.state.models import (
 from tasks.install.params import DmgRef, rollback_params
 from workers.events import JobFinished, RunEvent
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
-from workers.runner.inputs import InputError, RunInputs, device_work
+from workers.runner.inputs import CA_ADDED, INSTALL_KINDS, InputError, RunInputs, device_work
 from workers.runner.recorder import Recorder
 from workers.ssh import Timeouts, parse_public_key
 
 LEASE_TTL = 60.0
-UNFINISHED = (JobStatus.PENDING.value, JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)
+UNFINISHED = (
+    JobStatus.PENDING.value, JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value
+)
 
 
 def new_owner() -> str:
@@ -219,10 +223,20 @@ async def work_job(
         return DeviceResult(name=name, status=JobStatus.FAILED.value, error_type=error_type, message=str(e))
     result = await DeviceRunner(work, run_settings, recorder, d.on_event, d.stop).run()
     result = await _retry_unreachable(d, inputs, run_settings, recorder, work, result)
+    added = _cas_trusted(work, result)
+    if added:
+        await asyncio.to_thread(_record_cas_added, d.engine, device_id, run_settings.run_id, added)
     update: dict[str, Any] = {"last_run_id": run_settings.run_id, "last_outcome": result.status}
     if result.status == JobStatus.SUCCEEDED.value:
-        update |= {"installed_version": getattr(work.params, "version", None), "connected": True,
-                   "last_error": None}
+        update["last_error"] = None
+        if inputs.kind in INSTALL_KINDS:
+            update |= {"installed_version": work.params.version, "connected": True}
+        elif inputs.kind == "uninstall":
+            update |= {"installed_version": None, "connected": False}
+        elif inputs.kind == "stop":
+            update["connected"] = False
+        elif result.connected:
+            update["connected"] = True
     elif result.status == JobStatus.FAILED.value:
         update["last_error"] = f"{result.step}: {result.error_type}: {result.message}"
         if result.connected is not None:
@@ -325,3 +339,23 @@ def _artifact_of_version(engine: Engine, version: str) -> tuple[DmgRef, Path] | 
             return None
         ref = DmgRef(version=art.version, sha256=art.sha256, size=art.size, file_name=art.filename)
         return ref, Path(art.path)
+
+
+def _cas_trusted(work: DeviceWork, result: DeviceResult) -> list[tuple[str, str]]:
+    """(sha256, sha1) of the CAs this run made trusted on the Mac (`add-trusted-cert` that ran)."""
+    cas = getattr(work.params, "cas", ())
+    by_path = {work.params.ca_path(ca): ca for ca in cas} if cas else {}
+    out = []
+    for step, argv in result.executed:
+        if step == "trust" and "add-trusted-cert" in argv and argv[-1] in by_path:
+            ca = by_path[argv[-1]]
+            out.append((ca.sha256, ca.sha1))
+    return out
+
+
+def _record_cas_added(engine: Engine, device_id: str, run_id: str, added: list[tuple[str, str]]) -> None:
+    with Session(engine) as s:
+        for sha256, sha1 in added:
+            doc = {"device_id": device_id, "run_id": run_id, "sha256": sha256, "sha1": sha1}
+            s.add(AuditEvent(actor="runner", action=CA_ADDED, params_json=json.dumps(doc)))
+        s.commit()
