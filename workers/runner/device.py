@@ -290,7 +290,8 @@ class DeviceRunner:
         named = wf.fact_commands(self.w.params)
         try:
             res = await self.conn.run_script(
-                [ScriptLine(list(c.argv)) for _, c in named], sudo=self.w.sudo, stop_on_error=False
+                [ScriptLine(list(c.argv)) for _, c in named], sudo=self.w.sudo, stop_on_error=False,
+                timeout=self.s.timeouts.command * len(named),  # as every exec: the command limit per command
             )
         except TransportError as e:
             raise self._fail(FACTS_STEP, begun, type(e).__name__, str(e)) from None
@@ -558,7 +559,8 @@ class DeviceRunner:
         while True:
             try:
                 res = await self.conn.run_script(
-                    lines, sudo=self.w.sudo if plan.commands[0].sudo else None, stop_on_error=False
+                    lines, sudo=self.w.sudo if plan.commands[0].sudo else None, stop_on_error=False,
+                    timeout=self.s.timeouts.command * len(lines),
                 )
             except TransportError as e:
                 self.failure = self._fail(sd.name, begun, type(e).__name__, str(e))
