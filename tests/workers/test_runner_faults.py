@@ -4,6 +4,7 @@ must. SQLite only: the database plays no part in these faults (test_runner_insta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from sqlmodel import Session, SQLModel, select
 
 import workers.runner.inputs as inputs_mod
 from orchestrator.state.models import HostKeyPin, JobStatus
-from tests.workers.lab import Lab, assert_failed_at, lab, mac_files
+from tests.workers.lab import VERSION, Lab, assert_failed_at, lab, mac_files
+from workers.events import StepFinished
 from workers.local import drive
 from workers.runner.device import DeviceRunner
 from workers.ssh import Connection
@@ -71,7 +73,7 @@ async def test_silent_server_fails_within_the_connect_timeout(tmp_path: Path, en
 async def test_hanging_installer_times_out_at_install_then_unmounts_and_cleans_up(
     tmp_path: Path, engine: Engine
 ) -> None:
-    ssh = {**SSH, "command_timeout": 0.8}  # an exec's limit is this times its number of commands
+    ssh = {**SSH, "command_timeout": 1.0}  # an exec's limit is this times its number of commands
     async with lab(tmp_path, engine, _host(faults={"hang_tools": ["installer"]}), ssh=ssh) as L:
         run = L.create_run(method="pkg")  # `installer` runs as its own command
         t0 = time.monotonic()
@@ -271,7 +273,7 @@ async def test_canary_secrets_appear_nowhere_on_success_and_failure_paths(
         {"name": "mac-notrust", "faults": {"trust_refused": True}},
         {"name": "mac-sudo", "sudo": "password", "password": sudo_pw},
     ]
-    ssh = {**SSH, "command_timeout": 0.8}
+    ssh = {**SSH, "command_timeout": 1.0}
     async with lab(tmp_path, engine, hosts, ssh=ssh, vars_for={"mac-sudo": {"sudo_password": "sudo-pw"}}) as L:
         L.store_secret("sudo-pw", "sudo-password", sudo_pw.encode())
         events: list[Any] = []
@@ -308,3 +310,37 @@ async def test_canary_secrets_appear_nowhere_on_success_and_failure_paths(
         assert any(k.endswith(".output_tail") and "CommandTimeout" not in v for k, v in places.items())
         leaks = [(where, i) for where, text in places.items() for i, c in enumerate(canaries) if c in text]
         assert leaks == [], leaks
+
+
+async def test_stop_leaves_pending_jobs_pending_interrupts_running_ones_cleanly_and_resume_finishes(
+    tmp_path: Path, engine: Engine
+) -> None:
+    hosts = [{"name": f"mac-{i}"} for i in range(4)]
+    async with lab(tmp_path, engine, hosts, ssh=SSH) as L:
+        run = L.create_run()
+        stop = asyncio.Event()
+
+        def on_event(e: Any) -> None:  # Ctrl-C as soon as a Mac holds its pushed files
+            if isinstance(e, StepFinished) and e.step == "push":
+                stop.set()
+
+        first = await drive(L.engine, L.settings, run, concurrency=2, on_event=on_event, stop=stop)
+        assert first.status == "halted"
+        jobs = L.jobs(run)
+        statuses = sorted(j.status for j in jobs.values())
+        assert statuses == ["interrupted", "interrupted", "pending", "pending"], statuses
+        for name, job in jobs.items():
+            if job.status == "pending":
+                assert L.steps(run, name) == {} and L.commands(name) == [], name
+                continue
+            steps = L.steps(run, name)
+            assert steps["push"].status == "changed" and steps["cleanup"].status == "changed", name
+            assert steps["verify"].status == "skipped", name
+            assert [f for f in mac_files(L, name) if f.endswith(".p12") or "/macfleet-" in f] == [], name
+
+        second = await drive(L.engine, L.settings, run, concurrency=2)
+        assert second.status == "succeeded", second.failed
+        assert {j.status for j in L.jobs(run).values()} == {"succeeded"}
+        for h in hosts:
+            dev = L.device(h["name"])
+            assert (dev.connected, dev.installed_version) == (True, VERSION), h["name"]

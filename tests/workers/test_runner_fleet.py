@@ -16,7 +16,7 @@ from tests.workers.lab import VERSION, assert_failed_at, lab, mac_files
 from workers.local import drive
 
 SSH: dict[str, Any] = {
-    "connect_timeout": 2.0,
+    "connect_timeout": 5.0,  # 20 handshakes at once in one process, on a busy 2-core machine
     "command_timeout": 10.0,
     "keepalive_interval": 2.0,
     "keepalive_count_max": 2,
