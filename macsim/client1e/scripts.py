@@ -22,6 +22,7 @@ from macsim.client1e import daemon, launchd, paths, receipts
 from macsim.client1e.installer import install
 from macsim.client1e.launchctl import launchctl
 from macsim.shell.proc import Proc
+from macsim.shell.resolve import fault, hang_forever
 from macsim.vfs import VfsError
 
 _SWITCH = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
@@ -97,7 +98,11 @@ async def install_sh(p: Proc) -> int:
         p.out("Stopping the 1E Client")
         await launchctl(_sub(p, ["launchctl", "unload", paths.PLIST]))
     p.out(f"Installing {posixpath.basename(pkg)}")
-    rc = await install(_sub(p, ["installer", "-pkg", pkg, "-target", "/"]), pkg, "/")
+    sub = _sub(p, ["installer", "-pkg", pkg, "-target", "/"])
+    forced = fault(sub)  # the fault knobs apply to the installer the script runs, as to any other
+    if forced == -1:
+        return await hang_forever()
+    rc = forced if forced is not None else await install(sub, pkg, "/")
     if rc != 0:
         p.err("install.sh: installation failed")
         return rc

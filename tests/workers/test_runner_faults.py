@@ -93,11 +93,6 @@ async def test_hanging_installer_times_out_at_install_then_unmounts_and_cleans_u
         assert took < 30, took
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="macsim bug: the emulated install.sh calls installer's function directly, so the fault knobs "
-    "(hang_tools/fail_tools: installer) do not apply to the installer that install.sh runs",
-)
 async def test_hanging_installer_under_install_sh_times_out(tmp_path: Path, engine: Engine) -> None:
     ssh = {**SSH, "command_timeout": 1.5}
     async with lab(tmp_path, engine, _host(faults={"hang_tools": ["installer"]}), ssh=ssh) as L:
@@ -217,12 +212,6 @@ async def test_too_little_space_refuses_at_preflight_and_pushes_nothing(tmp_path
         _no_pfx_left(L)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks bug: tasks/install/workflow.py gives unmount no `requires=\"mount\"` (and cleanup no "
-    "`requires=\"push\"`), so after a refusal at preflight the runner detaches an image that was never "
-    "attached (a failed `hdiutil detach` StepRun) and runs `rm -rf` for a directory never made",
-)
 async def test_refusal_before_anything_changed_runs_no_undo_steps(tmp_path: Path, engine: Engine) -> None:
     async with lab(tmp_path, engine, _host(free_space_mb=1), ssh=SSH) as L:
         run = L.create_run()
