@@ -128,13 +128,35 @@ class WaveSettings(_Section):
 
 
 class CelerySettings(_Section):
-    """The Celery driver. Put passwords in the environment, not in the file."""
+    """The Celery driver (`workers.celery_app`). Put passwords in the environment, not in the file:
+    `ORCHESTRATE_CELERY__PASSWORD` is put into broker and backend URLs that carry none."""
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None
-    """None: results are not stored in Celery (the database is the truth)."""
+    """None: results are not stored in Celery (the database is the truth; Flower still sees task events)."""
+    password: str | None = Field(default=None, repr=False)
+    """The Redis password (env `ORCHESTRATE_CELERY__PASSWORD`), for URLs that name none."""
     task_time_limit: float = Field(default=3600.0, gt=0)
-    worker_concurrency: int = Field(default=8, ge=1)
+    """Hard limit of one device job (seconds): the job is cancelled and recorded as failed."""
+    task_soft_time_limit: float | None = Field(default=None, gt=0)
+    """Soft limit: the job stops after the step it is in (always-steps still run); default 90% of the hard."""
+    visibility_timeout: float | None = Field(default=None, gt=0)
+    """Seconds before Redis hands an unacknowledged task (its worker died) to another worker; must exceed
+    the longest job. Default: task_time_limit + 10%."""
+    restore_interval: float = Field(default=10.0, gt=0)
+    """Seconds between a worker's sweeps for tasks whose visibility timeout passed."""
+    worker_concurrency: int = Field(default=200, ge=1, le=10_000)
+    """Device jobs one worker process holds at once (threads that wait on one asyncio loop)."""
+    publish_retries: int = Field(default=10, ge=0)
+    """Publishing retries while the broker is unreachable (about 2 s apart) before the run halts."""
+
+    @property
+    def effective_soft_limit(self) -> float:
+        return self.task_soft_time_limit or self.task_time_limit * 0.9
+
+    @property
+    def effective_visibility_timeout(self) -> float:
+        return self.visibility_timeout or self.task_time_limit * 1.1
 
 
 class Settings(BaseSettings):

@@ -26,6 +26,14 @@ EXIT_INTERRUPTED = 130
 _OK_JOBS = ("succeeded", "skipped")
 _FULL_TABLE_MAX = 100  # beyond this many devices the final table lists only the ones that did not succeed
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option("--executor", help="local (this process) or celery (the workers); default: config."),
+]
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", help="With celery: return once the run is dispatched (see runs show).")
+]
+
 
 def deploy(
     group: GroupOpt = None,
@@ -46,6 +54,8 @@ def deploy(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Gather facts and print each device's plan; change nothing.")
     ] = False,
+    executor: ExecutorOpt = None,
+    detach: DetachOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Install, configure and start the 1E Client on the targeted Macs."""
@@ -72,7 +82,9 @@ def deploy(
         raise typer.Exit(code)
     version, n = plan.params["version"], len(plan.device_ids)
     console.info(f"run {plan.run_id}: installing {version} on {n} device(s)")
-    raise typer.Exit(drive_run(console, plan.run_id, len(plan.device_ids), concurrency))
+    raise typer.Exit(
+        drive_run(console, plan.run_id, len(plan.device_ids), concurrency, executor=executor, detach=detach)
+    )
 
 
 def _print_refused(console: Console, refused: dict[str, tuple[str, str]]) -> None:
@@ -149,22 +161,54 @@ def drive_run(
     concurrency: int | None,
     confirm: Callable[[int, int], Awaitable[bool]] | None = None,
     only: list[str] | None = None,
+    *,
+    executor: str | None = None,
+    detach: bool = False,
 ) -> int:
-    """Drive run_id with the local driver under the live display (none in JSON mode), then print the
-    final table (or JSON). Ctrl-C once stops cleanly (resumable); twice raises KeyboardInterrupt."""
+    """Drive run_id under the live display (none in JSON mode), then print the final table (or JSON).
+
+    executor (default: the configured one) "local" runs the devices in this process; "celery" publishes
+    them to the workers and follows the run from the database (with detach: returns once dispatched).
+    Ctrl-C once stops cleanly (resumable; with celery it stops following, the workers go on); twice
+    raises KeyboardInterrupt. A wave confirmation (confirm) and a retry of some jobs (only) run on the
+    local driver."""
+    chosen = executor or ("local" if confirm or only else context.settings().executor.value)
+    if chosen not in ("local", "celery"):
+        console.error(f"--executor {chosen!r}: use local or celery")
+        return EXIT_BAD_INPUT
+    if chosen == "celery" and (confirm or only):
+        console.error("confirming waves and retrying some devices need the local executor (--executor local)")
+        return EXIT_BAD_INPUT
+    if chosen == "celery":
+        return _drive_celery(console, run_id, total, detach=detach)
+    if detach:
+        console.error("--detach needs the celery executor (--executor celery or executor = \"celery\")")
+        return EXIT_BAD_INPUT
     from workers.local import drive
 
+    def local(on_event: Any, stop: asyncio.Event) -> Any:
+        return drive(context.engine(), context.settings(), run_id, concurrency=concurrency, on_event=on_event,
+                     stop=stop, confirm=confirm, only=only)  # fmt: skip
+
+    stopped = _under_display(console, total, local, lambda stop, flag: _first_interrupt(console, stop, flag))
+    return _finish(console, run_id, stopped=stopped)
+
+
+def _under_display(
+    console: Console,
+    total: int,
+    work: Callable[[Any, asyncio.Event], Awaitable[Any]],
+    on_first_sigint: Callable[[asyncio.Event, list[str]], None],
+) -> bool:
+    """Run work(on_event, stop) under the live display (none in JSON mode); True when Ctrl-C stopped it."""
     display = None if console.json_mode else RunDisplay(console.out, total)
     stop_reason: list[str] = []
 
     async def go() -> Any:
         stop = asyncio.Event()
-        restore = _on_sigint(lambda: _first_interrupt(console, stop, stop_reason))
+        restore = _on_sigint(lambda: on_first_sigint(stop, stop_reason))
         try:
-            return await drive(
-                context.engine(), context.settings(), run_id, concurrency=concurrency,
-                on_event=display.on_event if display else None, stop=stop, confirm=confirm, only=only,
-            )  # fmt: skip
+            return await work(display.on_event if display else None, stop)
         finally:
             restore()
 
@@ -173,7 +217,44 @@ def drive_run(
             asyncio.run(go())
     else:
         asyncio.run(go())
-    return _finish(console, run_id, stopped=bool(stop_reason))
+    return bool(stop_reason)
+
+
+def _drive_celery(console: Console, run_id: str, total: int, *, detach: bool) -> int:
+    """Publish the run to the Celery workers, then follow it from the database under the live display."""
+    from workers.celery_app import make_app
+    from workers.celery_dispatch import PublishError, dispatch, follow
+
+    settings = context.settings()
+    app = make_app(settings, tasks=False)
+    try:
+        dispatch(context.engine(), app, run_id)
+    except PublishError as e:
+        console.error(f"the Celery broker could not be reached: {e}")
+        return _finish(console, run_id, stopped=True)
+    if detach:
+        console.info(f"run {run_id} dispatched to the Celery workers; see: orchestrate runs show {run_id}")
+        if console.json_mode:
+            console.json({"run_id": run_id, "dispatched": True})
+        return 0
+
+    def celery(on_event: Any, stop: asyncio.Event) -> Any:
+        return follow(context.engine(), app, run_id, on_event=on_event, stop=stop,
+                      reap_after=settings.deploy.lease_ttl)  # fmt: skip
+
+    stopped = _under_display(
+        console, total, celery, lambda stop, flag: _first_detach(console, stop, flag, run_id)
+    )
+    return _finish(console, run_id, stopped=stopped)
+
+
+def _first_detach(console: Console, stop: asyncio.Event, flag: list[str], run_id: str) -> None:
+    if not stop.is_set():
+        flag.append("sigint")
+        stop.set()
+        console.warning(
+            f"no longer following; the workers go on (orchestrate runs show {run_id}; stop: runs halt)"
+        )
 
 
 def _first_interrupt(console: Console, stop: asyncio.Event, flag: list[str]) -> None:

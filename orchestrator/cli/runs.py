@@ -13,7 +13,7 @@ import typer
 
 from orchestrator import planning, reports
 from orchestrator.cli import context
-from orchestrator.cli.deploy import drive_run
+from orchestrator.cli.deploy import DetachOpt, ExecutorOpt, drive_run
 from orchestrator.cli.options import JsonOpt
 from orchestrator.cli.status import columns
 from orchestrator.console import Console
@@ -127,6 +127,8 @@ def resume(
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
     ] = None,
+    executor: ExecutorOpt = None,
+    detach: DetachOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Continue a stopped run: every unfinished device goes on from its last completed step."""
@@ -143,7 +145,7 @@ def resume(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     todo = sum(1 for j in detail.jobs if j.status == JobStatus.PENDING)
     console.info(f"resuming run {run_id}: {todo} device(s) to continue")
-    raise typer.Exit(drive_run(console, run_id, todo, concurrency))
+    raise typer.Exit(drive_run(console, run_id, todo, concurrency, executor=executor, detach=detach))
 
 
 @app.command("halt")
