@@ -4,6 +4,7 @@ everything Redis holds and what macsim's command logs say about overlapping exec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,14 +12,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 
-from orchestrator.config import Settings
+from orchestrator.config import CelerySettings, DeploySettings, Settings
+from tests.workers.lab import Lab, lab
+from workers.celery_app import MacfleetCelery, make_app
 
 REDIS_SERVER = "/usr/bin/redis-server"
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,3 +237,54 @@ def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
         now += d
         peak = max(peak, now)
     return peak
+
+
+REDIS_PASSWORD = "redis-test-pw-7Qx"  # a throwaway password of a private loopback server
+SSH: dict[str, Any] = {"connect_timeout": 5.0, "command_timeout": 30.0, "keepalive_interval": 2.0,
+                       "keepalive_count_max": 2}  # fmt: skip
+LEASE_TTL = 4.0
+@dataclass
+class CeleryLab:
+    lab: Lab
+    redis: Redis
+    workers: Workers
+    app: MacfleetCelery
+    settings: Settings
+
+
+@asynccontextmanager
+async def celery_lab(
+    tmp_path: Path,
+    engine: Engine,
+    hosts: Sequence[dict[str, Any]],
+    *,
+    workers: int = 2,
+    backend: bool = False,
+    visibility: float = 90.0,
+    ssh: dict[str, Any] | None = None,
+) -> AsyncIterator[CeleryLab]:
+    """Redis, the lab, and worker processes with short leases; `visibility` is Redis's visibility timeout
+    (short in the kill test so the dead worker's reserved tasks come back quickly)."""
+    redis = Redis(tmp_path / "redis", REDIS_PASSWORD).start()
+    try:
+        async with lab(tmp_path, engine, hosts, ssh={**SSH, **(ssh or {})}) as L:
+            settings = L.settings.model_copy(update={
+                "database_url": engine.url.render_as_string(hide_password=False),  # str(url) masks it
+                "deploy": DeploySettings(lease_ttl=LEASE_TTL, verify_timeout=20.0),
+                "celery": CelerySettings(
+                    broker_url=redis.url(0), result_backend=redis.url(1) if backend else None,
+                    password=REDIS_PASSWORD, task_time_limit=60.0, visibility_timeout=visibility, restore_interval=1.0,
+                    publish_retries=20,
+                ),
+            })  # fmt: skip
+            ws = Workers([start_worker(tmp_path / "workers", f"w{i}", settings) for i in range(workers)])
+            try:
+                for w in ws:
+                    await asyncio.to_thread(w.ready)
+                yield CeleryLab(L, redis, ws, make_app(settings, tasks=False), settings)
+            finally:
+                await asyncio.to_thread(ws.stop)
+    finally:
+        redis.stop()
+
+

@@ -17,9 +17,6 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,67 +25,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
-from orchestrator.config import CelerySettings, DeploySettings, Settings
 from orchestrator.state.models import Device, Run, RunStatus
-from tests.workers.celery_support import Redis, Workers, exec_intervals, overlapping, start_worker
-from tests.workers.lab import VERSION, Lab, lab
-from workers.celery_app import MacfleetCelery, make_app
+from tests.workers.celery_support import LEASE_TTL, CeleryLab, celery_lab, exec_intervals, overlapping
+from tests.workers.lab import VERSION
 from workers.celery_dispatch import dispatch, follow
 from workers.events import JobFinished, JobStarted, RunEvent, StepFinished
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.timeout(240)]
-
-REDIS_PASSWORD = "redis-test-pw-7Qx"  # a throwaway password of a private loopback server
-SSH: dict[str, Any] = {"connect_timeout": 5.0, "command_timeout": 30.0, "keepalive_interval": 2.0,
-                       "keepalive_count_max": 2}  # fmt: skip
-LEASE_TTL = 4.0
-MUTATING = re.compile(r"(?<![\w.-])(?:hdiutil attach|installer|install\.sh|security -i|add-trusted-cert|"
-                      r"launchctl (?:kickstart|load|bootstrap))(?![\w.-])")  # fmt: skip
-
-
-@dataclass
-class CeleryLab:
-    lab: Lab
-    redis: Redis
-    workers: Workers
-    app: MacfleetCelery
-    settings: Settings
-
-
-@asynccontextmanager
-async def celery_lab(
-    tmp_path: Path,
-    engine: Engine,
-    hosts: Sequence[dict[str, Any]],
-    *,
-    workers: int = 2,
-    backend: bool = False,
-    visibility: float = 90.0,
-) -> AsyncIterator[CeleryLab]:
-    """Redis, the lab, and worker processes with short leases; `visibility` is Redis's visibility timeout
-    (short in the kill test so the dead worker's reserved tasks come back quickly)."""
-    redis = Redis(tmp_path / "redis", REDIS_PASSWORD).start()
-    try:
-        async with lab(tmp_path, engine, hosts, ssh=SSH) as L:
-            settings = L.settings.model_copy(update={
-                "database_url": engine.url.render_as_string(hide_password=False),  # str(url) masks it
-                "deploy": DeploySettings(lease_ttl=LEASE_TTL, verify_timeout=20.0),
-                "celery": CelerySettings(
-                    broker_url=redis.url(0), result_backend=redis.url(1) if backend else None,
-                    password=REDIS_PASSWORD, task_time_limit=60.0, visibility_timeout=visibility, restore_interval=1.0,
-                    publish_retries=20,
-                ),
-            })  # fmt: skip
-            ws = Workers([start_worker(tmp_path / "workers", f"w{i}", settings) for i in range(workers)])
-            try:
-                for w in ws:
-                    await asyncio.to_thread(w.ready)
-                yield CeleryLab(L, redis, ws, make_app(settings, tasks=False), settings)
-            finally:
-                await asyncio.to_thread(ws.stop)
-    finally:
-        redis.stop()
-
 
 async def _run(C: CeleryLab, run_id: str, events: list[RunEvent] | None = None, **kw: Any) -> Run:
     await asyncio.to_thread(dispatch, C.lab.engine, C.app, run_id)
@@ -99,6 +42,10 @@ async def _run(C: CeleryLab, run_id: str, events: list[RunEvent] | None = None, 
     )  # fmt: skip
     assert run is not None
     return run
+
+
+MUTATING = re.compile(r"(?<![\w.-])(?:hdiutil attach|installer|install\.sh|security -i|add-trusted-cert|"
+                      r"launchctl (?:kickstart|load|bootstrap))(?![\w.-])")  # fmt: skip
 
 
 def _hosts(n: int, **extra: Any) -> list[dict[str, Any]]:
@@ -153,8 +100,13 @@ async def test_fifty_macs_through_two_workers_like_the_local_driver_and_no_secre
         # the result backend holds small JSON results (no secret)
         dump = C.redis.dump()
         backend = C.redis.client(1)
-        metas = [json.loads(backend.get(k)) for k in backend.scan_iter("celery-task-meta-*")]
-        results = {m["result"]["device"]: m["result"] for m in metas if m["status"] == "SUCCESS"}
+        results: dict[str, Any] = {}
+        for _ in range(50):  # the last task stores its result just after it finished the run
+            metas = [json.loads(backend.get(k)) for k in backend.scan_iter("celery-task-meta-*")]
+            results = {m["result"]["device"]: m["result"] for m in metas if m["status"] == "SUCCESS"}
+            if len(results) == 50:
+                break
+            await asyncio.sleep(0.2)
         assert len(results) == 50 and results["mac-07"]["status"] == "succeeded", list(results.items())[:2]
         assert metas[0]["name"] == "macfleet.device_job" and metas[0]["args"][2].startswith("mac-")
         # the canary PFX passwords are nowhere
