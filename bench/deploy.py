@@ -1,0 +1,557 @@
+"""Deploy benchmark: the full install through the local driver against a macsim fleet, next to its ceiling.
+
+    .venv/bin/python bench/deploy.py --quick                       # 20 Macs x 2 MB, once (about a minute)
+    .venv/bin/python bench/deploy.py                               # 200 x 30 MB and 1000 x 5 MB, 3 repeats
+    .venv/bin/python bench/deploy.py --scenario 200x30 --repeat 3 --concurrency 25 50 100
+
+The fleet runs in ANOTHER process (`python -m macsim serve`, started and stopped by PID) so what is measured
+here is the controller alone: wall time of `drive()` on SQLite, per-device durations (median, p95), the
+controller's CPU seconds per device (getrusage RUSAGE_SELF: event loop, recorder thread, worker threads),
+exec round trips per device, peak RSS (VmHWM, reset before each phase through /proc/self/clear_refs).
+
+The ceiling is measured in the same run on the same fleet spec (same ports, host keys, concurrency): a bare
+asyncssh SFTP push of the same DMG bytes to every Mac, one connection per Mac (connect + put + close).
+Each phase (ceiling, deploy) starts the fleet fresh — every Mac's file system is removed before the phase,
+the host keys are kept — so both pay the same first-touch cost on the Mac side; what the fleet received is
+removed after each phase. Free disk is checked first; a scenario that does not fit is scaled down with a
+message. Targets (issue 4): deploy wall <= 1.25 x ceiling; <= 8 exec round trips per device.
+
+Not a test: the figures depend on the machine (2 cores here, shared by the controller and the fleet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncssh
+import yaml
+from cryptography.fernet import Fernet
+from cryptography.x509 import load_pem_x509_certificate
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from inventory.formats import loads
+from macsim.artifacts.certs import write_cert_artifacts
+from macsim.artifacts.dmg import write_dmg
+from macsim.spec import parse_spec
+from orchestrator.artifacts import add_artifact
+from orchestrator.certs.store import BoxVault, add_cas, import_pfx
+from orchestrator.config import Settings, SshSettings
+from orchestrator.inventory_store import import_inventory
+from orchestrator.secrets import SecretBox
+from orchestrator.state.db import create_db_engine, init_schema
+from orchestrator.state.models import CaCertificate, Device, DeviceJob, Run, StepRun
+from workers.local import drive
+
+VERSION = "8.0.2.5"
+SWITCH = "tachyon.lab.test:4000"
+BACKGROUND = "https://tachyon.lab.test:443/Background/"
+MB = 1_000_000
+PER_MAC_OVERHEAD = 4 * MB  # skeleton, keychain, installed payload, logs (measured: well under this)
+DISK_MARGIN = 2_000 * MB
+ROUND_TRIP_TARGET = 8
+RATIO_TARGET = 1.25
+CEILING_DIR = "/private/tmp"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    hosts: int
+    dmg_mb: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.hosts}x{self.dmg_mb}MB"
+
+
+@dataclass
+class Phase:
+    wall: float
+    cpu: float  # controller CPU seconds (user + system) during the phase
+    fleet_cpu: float  # the fleet process's CPU seconds during the phase
+    peak_rss: int  # bytes, VmHWM of this process during the phase
+    durations: list[float] = field(default_factory=list)
+    round_trips: list[int] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)  # step -> median duration (s) over devices
+
+
+@dataclass
+class Sample:
+    concurrency: int
+    ceiling: Phase
+    deploy: Phase
+
+    @property
+    def ratio(self) -> float:
+        return self.deploy.wall / self.ceiling.wall
+
+
+# ------------------------------------------------------------------ process measurements
+
+
+def _status(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak_rss() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs); harmless where refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def cpu_self() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) of another process, from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+# ------------------------------------------------------------------ disk
+
+
+def du(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def fit_to_disk(sc: Scenario, base: Path) -> Scenario:
+    """The scenario, or fewer hosts when the disk under `base` cannot hold what the fleet will receive
+    (the DMG on each Mac, the mounted copy macsim keeps, the installed payload; plus a margin)."""
+    free = shutil.disk_usage(base).free
+    per_mac = 2 * sc.dmg_mb * MB + PER_MAC_OVERHEAD
+    need = sc.hosts * per_mac + sc.dmg_mb * MB + DISK_MARGIN
+    if need <= free:
+        print(f"[{sc.label}] disk: {free / 1e9:.1f} GB free under {base}, "
+              f"needs about {need / 1e9:.1f} GB: ok")
+        return sc
+    hosts = max(1, (free - DISK_MARGIN - sc.dmg_mb * MB) // per_mac)
+    print(f"[{sc.label}] disk: {free / 1e9:.1f} GB free under {base}, needs about {need / 1e9:.1f} GB: "
+          f"SCALED DOWN to {hosts} hosts")
+    return Scenario(int(hosts), sc.dmg_mb)
+
+
+# ------------------------------------------------------------------ the fleet, in another process
+
+
+def free_ports(n: int) -> list[int]:
+    """n free TCP ports on 127.0.0.1 BELOW the ephemeral range, so that no outgoing connection (ours or
+    another process's) takes one of them between the fleet's restarts."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    ports: list[int] = []
+    port = max(1024, low - 1 - 4 * n - 2000)
+    while len(ports) < n and port < low:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                port += 1
+                continue
+        ports.append(port)
+        port += 1
+    if len(ports) < n:
+        raise RuntimeError(f"not {n} free ports below the ephemeral range ({low})")
+    return ports
+
+
+class FleetProcess:
+    """`python -m macsim serve` for a spec, started and stopped by PID; the state dir outlives it (host keys,
+    client key), each Mac's file system is wiped by `wipe()`."""
+
+    def __init__(self, spec_path: Path, state_dir: Path, log_path: Path) -> None:
+        self.spec_path, self.state_dir, self.log_path = spec_path, state_dir, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, hosts: int) -> None:
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "macsim", "serve", "--spec", str(self.spec_path),
+             "--state-dir", str(self.state_dir)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+        )
+        log.close()
+        deadline = time.monotonic() + 120 + hosts * 0.2
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if f"serving {hosts} hosts" in text:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"macsim serve exited {self.proc.returncode}:\n{text[-2000:]}")
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("macsim serve did not come up in time")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def wipe(self) -> int:
+        """Remove everything the Macs hold except their host keys; returns the bytes removed."""
+        removed = 0
+        hosts = self.state_dir / "hosts"
+        for host in hosts.iterdir() if hosts.exists() else ():
+            for entry in host.iterdir():
+                if entry.name.startswith("ssh_host_"):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    removed += du(entry)
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    removed += entry.lstat().st_size
+                    entry.unlink(missing_ok=True)
+        return removed
+
+    def received(self) -> int:
+        hosts = self.state_dir / "hosts"
+        return du(hosts) if hosts.exists() else 0
+
+    def known_hosts(self, ports: dict[str, int]) -> str:
+        lines = []
+        for name, port in ports.items():
+            key = asyncssh.read_private_key(str(self.state_dir / "hosts" / name / "ssh_host_ed25519_key"))
+            lines.append(f"[127.0.0.1]:{port} {key.export_public_key('openssh').decode().strip()}")
+        return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ the controller side
+
+
+@dataclass
+class Bed:
+    """One scenario's fixed parts: fleet spec, host keys, database with inventory, CAs, PFXs and the DMG."""
+
+    sc: Scenario
+    base: Path
+    fleet: FleetProcess
+    engine: Engine
+    settings: Settings
+    names: list[str]
+    ports: dict[str, int]
+    dmg: Path
+    artifact_sha256: str
+    ca_sha256s: list[str]
+    client_key: Path
+
+    def create_run(self) -> str:
+        params = {
+            "version": VERSION, "switch": SWITCH, "background_url": BACKGROUND,
+            "artifact_sha256": self.artifact_sha256, "method": "install.sh", "expected_team_id": None,
+            "cache_dmg": False, "verify_timeout": 120.0, "min_free_bytes": 0, "ca_sha256s": self.ca_sha256s,
+        }
+        with Session(self.engine) as s:
+            devices = s.exec(select(Device).order_by(col(Device.name))).all()
+            run = Run(kind="install", params_json=json.dumps(params), created_by="bench")
+            s.add(run)
+            s.flush()
+            for d in devices:
+                s.add(DeviceJob(run_id=run.id, device_id=d.id))
+            s.commit()
+            return run.id
+
+
+def build_bed(sc: Scenario, base: Path) -> Bed:
+    t0 = time.perf_counter()
+    names = [f"bench-{i:04d}" for i in range(sc.hosts)]
+    ports = dict(zip(names, free_ports(sc.hosts), strict=True))
+    state = base / "fleet"
+    spec = {"hosts": [{"name": n, "port": ports[n], "arch": "arm64" if i % 2 else "x86_64", "rosetta": True}
+                      for i, n in enumerate(names)]}
+    spec_path = base / "fleet.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    hostnames = {h.name: h.hostname for h in parse_spec(spec).hosts}
+    fleet = FleetProcess(spec_path, state, base / "macsim.log")
+    fleet.start(sc.hosts)  # once, to create the host keys and the client key
+    fleet.stop()
+    fleet.wipe()
+    known = base / "known_hosts"
+    known.write_text(fleet.known_hosts(ports))
+    client_key = state / "client_ed25519"
+
+    arts = base / "artifacts"
+    dmg = write_dmg(arts, VERSION, size_bytes=sc.dmg_mb * MB)
+    certs = write_cert_artifacts(arts, hostnames)
+    engine = create_db_engine(f"sqlite:///{base / 'state.db'}")
+    init_schema(engine)
+    settings = Settings(
+        data_dir=base / "data",
+        database_url=str(engine.url),
+        secret_key=Fernet.generate_key().decode(),
+        ssh=SshSettings(known_hosts=known, command_timeout=120.0, concurrency=50),
+    )
+    inv = {
+        "groups": [{"name": "bench"}],
+        "hosts": [{"name": n, "address": "127.0.0.1", "port": ports[n], "user": "admin",
+                   "auth": {"key": str(client_key)}, "groups": ["bench"]} for n in names],
+    }
+    box = SecretBox(settings.secret_key.encode())  # type: ignore[union-attr]
+    with Session(engine) as s:
+        import_inventory(s, loads(json.dumps(inv), "inventory.yaml"), "bench")
+        add_cas(s, [load_pem_x509_certificate(p.pem.read_bytes()) for p in (certs.lab_ca, certs.switch_ca)])
+        for n in names:
+            pfx = certs.host_pfx[n]
+            import_pfx(s, BoxVault(box), pfx.read_bytes(), certs.password_for(pfx).encode(), str(pfx),
+                       now=datetime.now(UTC), device_name=n)
+        art, _ = add_artifact(s, settings.data_dir, dmg)
+        s.commit()
+        sha = art.sha256
+        cas = [c.sha256 for c in s.exec(select(CaCertificate)).all()]
+    print(f"[{sc.label}] setup (host keys, {sc.hosts} PFXs, database): {time.perf_counter() - t0:.1f} s")
+    return Bed(sc, base, fleet, engine, settings, names, ports, dmg, sha, cas, client_key)
+
+
+async def ceiling_push(bed: Bed, concurrency: int) -> tuple[list[float], list[str]]:
+    """Connect, SFTP put the DMG, close — for every Mac, `concurrency` at once."""
+    key = asyncssh.read_private_key(str(bed.client_key))
+    known = asyncssh.import_known_hosts(Path(bed.settings.ssh.known_hosts or "").read_text())
+    sem = asyncio.Semaphore(concurrency)
+    durations: list[float] = []
+    failed: list[str] = []
+
+    async def one(name: str) -> None:
+        async with sem:
+            t0 = time.monotonic()
+            try:
+                conn = await asyncssh.connect("127.0.0.1", bed.ports[name], username="admin",
+                                              known_hosts=known, client_keys=[key])
+                try:
+                    async with conn.start_sftp_client() as sftp:
+                        await sftp.put(str(bed.dmg), f"{CEILING_DIR}/{bed.dmg.name}")
+                finally:
+                    conn.close()
+                    await conn.wait_closed()
+            except (OSError, asyncssh.Error) as e:
+                failed.append(f"{name}: {e}")
+                return
+            durations.append(time.monotonic() - t0)
+
+    await asyncio.gather(*(one(n) for n in bed.names))
+    return durations, failed
+
+
+def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phase:
+    """One phase on a freshly started fleet whose Macs hold nothing; the fleet is stopped and wiped after."""
+    bed.fleet.wipe()
+    bed.fleet.start(bed.sc.hosts)
+    run_id = bed.create_run() if kind == "deploy" else ""
+    try:
+        fleet0 = cpu_of(bed.fleet.pid)
+        reset_peak_rss()
+        prof = cProfile.Profile() if profile is not None else None
+        cpu0, t0 = cpu_self(), time.perf_counter()
+        if prof is not None:
+            prof.enable()
+        if kind == "ceiling":
+            durations, failed = asyncio.run(ceiling_push(bed, concurrency))
+            trips: list[int] = []
+            steps = {}
+        else:
+            outcome = asyncio.run(drive(bed.engine, bed.settings, run_id, concurrency=concurrency))
+            durations = [r.duration for r in outcome.results]
+            trips = [r.round_trips for r in outcome.results]
+            failed = [f"{d}: {step}: {et}: {msg}" for d, step, et, msg in outcome.failed]
+            failed += [f"{k}: {v}" for k, v in outcome.counts.items() if k != "succeeded"]
+            steps = step_medians(bed.engine, run_id)
+        if prof is not None:
+            prof.disable()
+        wall, cpu = time.perf_counter() - t0, cpu_self() - cpu0
+        fleet_cpu = cpu_of(bed.fleet.pid) - fleet0
+        peak = _status("VmHWM")
+        if prof is not None and profile is not None:
+            prof.dump_stats(str(profile))
+            pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(30)
+    finally:
+        received = bed.fleet.received()
+        bed.fleet.stop()
+        removed = bed.fleet.wipe()
+    load = os.getloadavg()[0]
+    print(f"  {kind:<7} c={concurrency:<4} wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
+          f"fleet cpu {fleet_cpu:7.2f} s  "
+          f"peak RSS {peak / 2**20:6.1f} MiB  load {load:.1f}  fleet held {received / 1e6:.0f} MB "
+          f"(removed {removed / 1e6:.0f} MB)" + (f"  FAILED {len(failed)}: {failed[:3]}" if failed else ""),
+          flush=True)
+    if steps:
+        print("          step medians (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
+    return Phase(wall, cpu, fleet_cpu, peak, durations, trips, failed, steps)
+
+
+def step_medians(engine: Engine, run_id: str) -> dict[str, float]:
+    """Median recorded duration of each step over the run's devices, in workflow order."""
+    with Session(engine) as s:
+        rows = s.exec(select(StepRun.step, StepRun.duration_ms, StepRun.started_at)
+                      .where(StepRun.job_id == DeviceJob.id, DeviceJob.run_id == run_id)
+                      .order_by(col(StepRun.started_at))).all()
+    by: dict[str, list[float]] = {}
+    for step, ms, _ in rows:
+        by.setdefault(step, []).append((ms or 0) / 1000)
+    return {k: statistics.median(v) for k, v in by.items()}
+
+
+# ------------------------------------------------------------------ report
+
+
+def med(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def report(label: str, samples: list[Sample], hosts: int) -> list[str]:
+    rows = []
+    by_c: dict[int, list[Sample]] = {}
+    for s in samples:
+        by_c.setdefault(s.concurrency, []).append(s)
+    for c, ss in by_c.items():
+        d = [s.deploy for s in ss]
+        ceil = [s.ceiling for s in ss]
+        trips = [t for p in d for t in p.round_trips]
+        ratio = med([s.ratio for s in ss])
+        dwall, cwall = med([p.wall for p in d]), med([p.wall for p in ceil])
+        rows.append(
+            f"| {label} | {c} | {len(ss)} | {dwall:.2f} | {cwall:.2f} "
+            f"| **{ratio:.2f}**{' ok' if ratio <= RATIO_TARGET else ' OVER'} "
+            f"| {med([med(p.durations) for p in d]):.2f} | {med([pct(p.durations, 0.95) for p in d]):.2f} "
+            f"| {med([p.cpu / hosts * 1000 for p in d]):.1f} "
+            f"| {med([p.cpu / hosts * 1000 for p in ceil]):.1f} "
+            f"| {med([p.fleet_cpu / hosts * 1000 for p in d]):.1f} "
+            f"| {med([p.fleet_cpu / hosts * 1000 for p in ceil]):.1f} "
+            f"| {med(trips) if trips else float('nan'):.0f}/{max(trips) if trips else 0}"
+            f"{' ok' if trips and max(trips) <= ROUND_TRIP_TARGET else ' OVER'} "
+            f"| {max(p.peak_rss for p in d) / 2**20:.0f} | {max(p.peak_rss for p in ceil) / 2**20:.0f} "
+            f"| {sum(len(p.failed) for p in d + ceil)} |"
+        )
+    return rows
+
+
+HEADER = [
+    "| scenario | conc | n | deploy wall s | ceiling wall s | ratio | dev median s | dev p95 s "
+    "| ctl CPU ms/dev | ceiling ctl CPU ms/dev | fleet CPU ms/dev | ceiling fleet CPU ms/dev "
+    "| exec RT med/max | peak RSS MiB | ceiling peak RSS MiB | failures |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="20 Macs x 2 MB, one repeat")
+    ap.add_argument("--scenario", nargs="+", default=None, metavar="HOSTSxMB",
+                    help="e.g. 200x30 1000x5 (the default)")
+    ap.add_argument("--repeat", type=int, default=None, help="repeats per scenario (default 3; --quick 1)")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[50], help="devices at once (default 50)")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="cProfile the deploy phase of the first repeat into this file (prints the top)")
+    ap.add_argument("--workdir", type=Path, default=None, help="where fleet state goes (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="write every sample here")
+    args = ap.parse_args()
+    if args.quick:
+        scenarios = [Scenario(20, 2)]
+    else:
+        specs = args.scenario or ["200x30", "1000x5"]
+        scenarios = [Scenario(int(h), int(m)) for h, m in (s.lower().rstrip("mb").split("x") for s in specs)]
+    repeat = args.repeat or (1 if args.quick else 3)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="macfleet-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"controller pid {os.getpid()}, {os.cpu_count()} CPUs, work dir {root}")
+    table = [*HEADER]
+    dump: list[dict[str, Any]] = []
+    try:
+        for sc0 in scenarios:
+            sc = fit_to_disk(sc0, root)
+            base = root / sc.label
+            base.mkdir(parents=True, exist_ok=True)
+            bed = build_bed(sc, base)
+            samples: list[Sample] = []
+            try:
+                for r in range(repeat):
+                    for c in args.concurrency:
+                        print(f"[{sc.label}] repeat {r + 1}/{repeat}, concurrency {c}", flush=True)
+                        ceiling = measure(bed, "ceiling", c, None)
+                        prof = args.profile if (r == 0 and c == args.concurrency[0]) else None
+                        deploy = measure(bed, "deploy", c, prof)
+                        samples.append(Sample(c, ceiling, deploy))
+                        print(f"  ratio {samples[-1].ratio:.2f}", flush=True)
+            finally:
+                bed.fleet.stop()
+                bed.engine.dispose()
+            table += report(sc.label, samples, sc.hosts)
+            dump += [{"scenario": sc.label, "concurrency": s.concurrency, "ratio": s.ratio,
+                      "ceiling": s.ceiling.__dict__, "deploy": s.deploy.__dict__} for s in samples]
+            shutil.rmtree(base, ignore_errors=True)
+            print("\n".join(table), flush=True)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(dump, indent=1))
+    print()
+    print("\n".join(table))
+    print(f"targets: deploy/ceiling <= {RATIO_TARGET}; exec round trips <= {ROUND_TRIP_TARGET} per device. "
+          "CPU ms/dev = controller CPU seconds / devices; fleet CPU = the macsim process (other core).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
