@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, update
@@ -154,23 +154,33 @@ def publish_wave(engine: Engine, app: MacfleetCelery, run_id: str, wave: int) ->
             update(DeviceJob)
             .where(and_(col(DeviceJob.run_id) == run_id, col(DeviceJob.wave) == wave,
                         col(DeviceJob.status).in_(OPENABLE)))
-            .values(status=JobStatus.QUEUED.value)
+            .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=_queue_deadline(app))
             .returning(col(DeviceJob.id), col(DeviceJob.device_id))
         ).all()  # fmt: skip
         s.commit()
     return _send(engine, app, run_id, [(j, d) for j, d in moved])
 
 
+def _queue_deadline(app: MacfleetCelery) -> datetime:
+    """How long a queued job may wait for a worker before the reaper assumes its message was lost (a broker
+    that lost data, a controller killed between marking and sending) and publishes it again: the broker's
+    visibility timeout, after which Redis itself would redeliver an unacknowledged message. A duplicate is
+    harmless: the lease claim lets one execution through and a finished job's task returns at once."""
+    options = app.conf.broker_transport_options or {}
+    return utcnow() + timedelta(seconds=float(options.get("visibility_timeout", 3600)))
+
+
 def reap(engine: Engine, app: MacfleetCelery, run_id: str, grace: float) -> int:
     """Re-publish the run's RUNNING jobs whose lease expired more than grace seconds ago (their worker died
-    without a word). The conditional UPDATE to queued makes a second reaper skip them."""
+    without a word), and QUEUED jobs whose queue deadline passed (their message was lost). The conditional
+    UPDATE makes a second reaper skip them."""
     cutoff = utcnow() - timedelta(seconds=grace)
     with Session(engine) as s:
         moved = s.connection().execute(
             update(DeviceJob)
-            .where(and_(col(DeviceJob.run_id) == run_id, col(DeviceJob.status) == JobStatus.RUNNING.value,
+            .where(and_(col(DeviceJob.run_id) == run_id, col(DeviceJob.status).in_(IN_FLIGHT),
                         col(DeviceJob.lease_expires_at) < cutoff))
-            .values(status=JobStatus.QUEUED.value)
+            .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=_queue_deadline(app))
             .returning(col(DeviceJob.id), col(DeviceJob.device_id))
         ).all()  # fmt: skip
         s.commit()
