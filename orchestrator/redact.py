@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import shlex
+import threading
 from collections.abc import Iterable
 from urllib.parse import quote
 
@@ -45,43 +46,84 @@ class Redactor:
 
     def __init__(self, values: Iterable[str | bytes] = (), mask: str = MASK) -> None:
         self.mask = mask
+        self._values: dict[str, int] = {}  # value -> how many times it was added (discard undoes one add)
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._bpattern: re.Pattern[bytes] | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
         for v in values:
             self.add(v)
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._forms)} forms)"  # never the values
 
+    @staticmethod
+    def _text(value: str | bytes) -> str:
+        return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
     def add(self, value: str | bytes) -> None:
-        """Register a secret value; bytes are read as UTF-8 (undecodable bytes kept as they are)."""
-        text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        """Register a secret value; bytes are read as UTF-8 (undecodable bytes kept as they are).
+
+        Cheap: the pattern is rebuilt on the next redaction, not on every add (a controller adds one
+        one-time password per device, thousands in a run)."""
+        text = self._text(value)
         if not text:
             return
-        self._forms |= _forms(text)
-        ordered = sorted(self._forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
-        self._bpattern = re.compile(
-            b"|".join(re.escape(f.encode("utf-8", "surrogateescape")) for f in ordered)
-        )
+        with self._lock:
+            self._values[text] = self._values.get(text, 0) + 1
+            if self._values[text] == 1:
+                self._forms |= _forms(text)
+                self._dirty = True
+
+    def discard(self, value: str | bytes) -> None:
+        """Undo one `add` of value (a device's one-time password once its job is over), so a long-running
+        process keeps a bounded set."""
+        text = self._text(value)
+        with self._lock:
+            count = self._values.get(text, 0)
+            if count > 1:
+                self._values[text] = count - 1
+            elif count == 1:
+                del self._values[text]
+                self._forms = set().union(*(_forms(v) for v in self._values)) if self._values else set()
+                self._dirty = True
 
     def clear(self) -> None:
         """Forget every registered value."""
-        self._forms.clear()
-        self._pattern = self._bpattern = None
+        with self._lock:
+            self._values.clear()
+            self._forms.clear()
+            self._pattern = self._bpattern = None
+            self._dirty = False
+
+    def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[bytes] | None]:
+        with self._lock:
+            if self._dirty:
+                ordered = sorted(self._forms, key=len, reverse=True)
+                if ordered:
+                    self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
+                    self._bpattern = re.compile(
+                        b"|".join(re.escape(f.encode("utf-8", "surrogateescape")) for f in ordered)
+                    )
+                else:
+                    self._pattern = self._bpattern = None
+                self._dirty = False
+            return self._pattern, self._bpattern
 
     def redact(self, text: str) -> str:
         """text with every registered value masked."""
-        if self._pattern is None or not text:
+        if not text:
             return text
-        return self._pattern.sub(self.mask, text)
+        pattern, _ = self._compiled()
+        return text if pattern is None else pattern.sub(self.mask, text)
 
     def redact_bytes(self, data: bytes) -> bytes:
         """data (e.g. raw command output) with every registered value masked."""
-        if self._bpattern is None or not data:
+        if not data:
             return data
-        return self._bpattern.sub(self.mask.encode(), data)
+        _, bpattern = self._compiled()
+        return data if bpattern is None else bpattern.sub(self.mask.encode(), data)
 
     def logging_filter(self) -> logging.Filter:
         """A filter for logging *handlers* (logger filters do not see records from child loggers) that masks

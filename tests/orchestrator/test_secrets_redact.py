@@ -66,3 +66,21 @@ def test_clear_forgets_values() -> None:
     assert r.redact("gone") == "gone"
     r.add("back")
     assert r.redact("back gone") == "*** gone"
+
+
+def test_discard_undoes_one_add_and_keeps_other_values_masked() -> None:
+    from orchestrator.redact import Redactor
+
+    r = Redactor()
+    r.add("otp-one-AAAA")
+    r.add("shared-pw")
+    r.add("shared-pw")  # two devices with the same login password
+    assert r.redact("otp-one-AAAA shared-pw") == "*** ***"
+    r.discard("otp-one-AAAA")
+    r.discard("shared-pw")
+    assert r.redact("otp-one-AAAA shared-pw") == "otp-one-AAAA ***"  # one device still runs with it
+    r.discard("shared-pw")
+    r.discard("never-added")
+    assert r.redact("otp-one-AAAA shared-pw") == "otp-one-AAAA shared-pw"
+    assert r.redact_bytes(b"shared-pw") == b"shared-pw"
+

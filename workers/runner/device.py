@@ -56,10 +56,19 @@ class Materials:
         sources: Mapping[str, Path | bytes],
         produce: Callable[[str], bytes] | None = None,
         redactor: Redactor | None = None,
+        shared: list[bytes] | None = None,
     ) -> None:
         self._sources = dict(sources)
         self._produce = produce
         self.redactor = redactor or Redactor()
+        self.shared = shared if shared is not None else []  # also registered with the process-wide redactor
+
+    def release(self) -> None:
+        """The job is over: stop masking its secrets process-wide (keeps that redactor small)."""
+        from orchestrator.redact import LOG_REDACTOR
+
+        while self.shared:
+            LOG_REDACTOR.discard(self.shared.pop())
 
     def source(self, name: str) -> Path | bytes:
         if name not in self._sources:

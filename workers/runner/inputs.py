@@ -59,6 +59,12 @@ class RunInputs:
         return f"/private/tmp/macfleet-{self.run_id[:12]}"
 
 
+def share(secret: bytes, shared: list[bytes]) -> None:
+    """Mask secret in every log line of this process until the job ends (`Materials.release`)."""
+    LOG_REDACTOR.add(secret)
+    shared.append(secret)
+
+
 def workflow_for(kind: str) -> Workflow | None:
     """The workflow a run of this kind executes (converge re-runs install: every step re-checks the Mac)."""
     return WORKFLOWS.get("install" if kind == "converge" else kind)
@@ -106,7 +112,9 @@ def load_run_inputs(session: Session, run_or_id: str | Run) -> RunInputs:
     return RunInputs(run.id, run.kind, params, workflow, dmg_path, dmg, tuple(cas))
 
 
-def _auth(session: Session, box: Callable[[], SecretBox], device: Device, settings: Settings) -> SshAuth:
+def _auth(
+    session: Session, box: Callable[[], SecretBox], device: Device, settings: Settings, shared: list[bytes]
+) -> SshAuth:
     ref = device.auth_ref
     if ref is None:
         if settings.ssh.client_keys:
@@ -119,19 +127,21 @@ def _auth(session: Session, box: Callable[[], SecretBox], device: Device, settin
         return SshAuth(agent=True)
     if kind == "password":
         password = load_secret(session, box(), value)
-        LOG_REDACTOR.add(password)
+        share(password, shared)
         return SshAuth(password=password)
     raise InputError(
         "BadInventory", f"{device.name}: unknown auth reference {ref!r} (key:PATH, agent, password:NAME)"
     )
 
 
-def _sudo(session: Session, box: Callable[[], SecretBox], device: Device, auth: SshAuth) -> SudoMode:
+def _sudo(
+    session: Session, box: Callable[[], SecretBox], device: Device, auth: SshAuth, shared: list[bytes]
+) -> SudoMode:
     vars_ = json.loads(device.vars_json or "{}")
     name = vars_.get("sudo_password")
     if name:
         password = load_secret(session, box(), str(name))
-        LOG_REDACTOR.add(password)
+        share(password, shared)
         return SudoMode(password=password)
     if vars_.get("sudo") == "nopasswd" or auth.password is None:
         return NOPASSWD
@@ -167,16 +177,17 @@ def device_work(
             "BadInventory", f"{device.name}: no SSH user (set `user` in the inventory or [ssh] user)"
         )
     target = SshTarget(host=device.address, port=device.port, username=user)
-    auth = _auth(session, box, device, settings)
+    shared: list[bytes] = []  # secrets also masked in every log line while this device's job runs
+    auth = _auth(session, box, device, settings, shared)
     redactor = Redactor()
     if auth.password:
         redactor.add(auth.password)
-    sudo = _sudo(session, box, device, auth)
+    sudo = _sudo(session, box, device, auth, shared)
     if sudo.password:
         redactor.add(sudo.password)
     produce: Callable[[str], bytes] | None = None
     if inputs.kind in INSTALL_KINDS:
-        params, produce = _install_params(session, settings, inputs, device, box, redactor)
+        params, produce = _install_params(session, settings, inputs, device, box, redactor, shared)
     else:
         params = _lifecycle_params(session, inputs, device)
     sources: dict[str, Path | bytes] = {f"ca:{ref.sha256}": pem for ref, pem in inputs.cas}
@@ -192,7 +203,7 @@ def device_work(
         host_keys=_host_keys(session, device, settings),
         sudo=sudo,
         params=params,
-        materials=Materials(sources, produce, redactor),
+        materials=Materials(sources, produce, redactor, shared),
         on_new_host_key=(lambda line, fp: pin(device, line, fp)) if pin is not None else None,
     )
 
@@ -204,6 +215,7 @@ def _install_params(
     device: Device,
     box: Callable[[], SecretBox],
     redactor: Redactor,
+    shared: list[bytes],
 ) -> tuple[InstallParams, Callable[[str], bytes]]:
     p = inputs.params
     cert = active_certificate(session, device.id)
@@ -249,7 +261,7 @@ def _install_params(
                 raise KeyError(f"{device.name}: the stored PFX holds no identity (key and certificate)")
             otp = one_time_password()
             redactor.add(otp)
-            LOG_REDACTOR.add(otp)
+            share(otp, shared)
             state["pfx"] = rewrap_for_macos(contents.key, contents.cert, contents.chain, otp)
             state["stdin:identity-import"] = identity_import_stdin(params, otp.decode("ascii"))
         if name not in state:

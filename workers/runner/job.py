@@ -221,6 +221,20 @@ async def work_job(
         recorder.device(device_id, last_run_id=run_settings.run_id, last_outcome="failed", last_error=str(e))
         d.on_event(JobFinished(run_settings.run_id, name, JobStatus.FAILED.value, None, error_type, str(e)))
         return DeviceResult(name=name, status=JobStatus.FAILED.value, error_type=error_type, message=str(e))
+    try:
+        return await _run_work(d, inputs, run_settings, recorder, work, device_id)
+    finally:
+        work.materials.release()
+
+
+async def _run_work(
+    d: JobExecutor,
+    inputs: RunInputs,
+    run_settings: RunSettings,
+    recorder: Recorder,
+    work: DeviceWork,
+    device_id: str,
+) -> DeviceResult:
     result = await DeviceRunner(work, run_settings, recorder, d.on_event, d.stop).run()
     result = await _retry_unreachable(d, inputs, run_settings, recorder, work, result)
     added = _cas_trusted(work, result)
