@@ -273,12 +273,22 @@ class RunDetail:
     jobs: list[JobDetail]
     step_names: list[str]  # every step seen in the run, in first-seen order (the matrix's columns)
 
+    @property
+    def waves(self) -> list[dict[str, Any]]:
+        """Per wave: its index (from 1), size, and devices at each job status."""
+        out: dict[int, dict[str, int]] = {}
+        for j in self.jobs:
+            counts = out.setdefault(j.wave, {})
+            counts[j.status] = counts.get(j.status, 0) + 1
+        return [{"wave": w + 1, "devices": sum(c.values()), "counts": c} for w, c in sorted(out.items())]
+
     def as_json(self) -> dict[str, Any]:
         out = self.run.as_json()
         out.update(
             {
                 "params": self.params,
                 "executor": self.executor,
+                "waves": self.waves,
                 "steps": self.step_names,
                 "jobs": [j.as_json() for j in self.jobs],
             }

@@ -299,6 +299,7 @@ def _finish(console: Console, run_id: str, *, stopped: bool) -> int:
                 "status": detail.run.status,
                 "stopped": stopped,
                 "counts": detail.run.counts,
+                "halt_reason": detail.run.halt_reason,
                 "devices": [
                     {"device": j.device, "status": j.status, "step": _failed_step(j),
                      "error_type": j.error_type, "message": j.error_message}
@@ -322,6 +323,8 @@ def _finish(console: Console, run_id: str, *, stopped: bool) -> int:
         )
     summary = ", ".join(f"{n} {s}" for s, n in detail.run.counts.items())
     console.info(f"{len(detail.jobs)} device(s): {summary}")
+    if detail.run.halt_reason and not stopped:
+        console.warning(f"run {detail.run.status}: {detail.run.halt_reason}")
     if stopped:
         console.info(f"resume with: orchestrate runs resume {run_id}")
     return code

@@ -96,6 +96,11 @@ def show(run: RunArg, json_out: JsonOpt = False) -> None:
     if r.halt_reason:
         console.info(f"  halted: {r.halt_reason}")
     console.info("  " + ", ".join(f"{n} {st}" for st, n in r.counts.items()))
+    if len(detail.waves) > 1:
+        console.info("waves:")
+        for w in detail.waves:
+            counts = ", ".join(f"{n} {st}" for st, n in sorted(w["counts"].items()))
+            console.info(f"  {w['wave']}: {w['devices']} device(s): {counts}")
     console.info("parameters:")
     for k, v in detail.params.items():
         console.info(f"  {k}: {_param(v)}")

@@ -156,3 +156,36 @@ async def test_failed_upgrade_rolls_back_and_retry_failed_reruns_only_those(
         assert "SignatureMismatch" in (dev["error_type"] or "") and f"rolled back to {NEW}" in dev["message"]
         assert L.device("mac-intel").installed_version == NEW
         assert f"Connected to Switch {SWITCH}" in last_log(L, "mac-intel")
+
+
+async def test_upgrade_of_20_halts_at_the_threshold_then_resume_finishes(
+    tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = [{"name": f"mac-{i:02d}", "arch": ("x86_64", "arm64")[i % 2], "rosetta": True} for i in range(1, 21)]
+    broken = ["mac-03", "mac-04", "mac-12"]  # mac-03/04 in wave 2 (devices 2-5), mac-12 in wave 3
+    async with lab(tmp_path / "lab", engine, hosts) as L:
+        _env(L, engine, monkeypatch)
+        assert (await run("deploy", "--group", "lab", "--version", VERSION)).exit_code == 0
+        assert (await run("artifact", "add", str(write_dmg(L.base / "artifacts", NEW)))).exit_code == 0
+        for name in broken:
+            L.fleet.set_faults(name, fail_tools={"hdiutil": 1})
+        before = L.marks()
+        r = await run("upgrade", "--group", "lab", "--to", NEW, "--waves", "1,5%,25%,100%",
+                      "--max-failures", "10%")  # fmt: skip
+        assert r.exit_code == 1, r.output
+        assert "2 of 5 attempted device(s) failed" in r.output and "mac-03, mac-04" in r.output
+        with Session(engine) as s:
+            run_id = s.exec(select(Run).where(Run.kind == "upgrade")).one().id
+        shown = json.loads((await run("runs", "show", run_id, "--json")).stdout)
+        assert shown["status"] == "halted"
+        assert [w["devices"] for w in shown["waves"]] == [1, 4, 15]
+        assert shown["waves"][2]["counts"] == {"pending": 15}  # the last wave untouched...
+        for name in [f"mac-{i:02d}" for i in range(6, 21)]:  # ...on the Macs too: not one command ran
+            assert L.commands(name, since=before[name]) == [], name
+
+        for name in broken:  # the operator fixes the cause, then resumes: the failed ones are retried
+            L.fleet.set_faults(name, fail_tools={})
+        r = await run("runs", "resume", run_id)
+        assert r.exit_code == 0, r.output
+        for h in hosts:
+            assert L.device(h["name"]).installed_version == NEW, h["name"]
