@@ -161,7 +161,9 @@ async def test_failed_upgrade_rolls_back_and_retry_failed_reruns_only_those(
 async def test_upgrade_of_20_halts_at_the_threshold_then_resume_finishes(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hosts = [{"name": f"mac-{i:02d}", "arch": ("x86_64", "arm64")[i % 2], "rosetta": True} for i in range(1, 21)]
+    hosts: list[dict[str, Any]] = [
+        {"name": f"mac-{i:02d}", "arch": ("x86_64", "arm64")[i % 2], "rosetta": True} for i in range(1, 21)
+    ]
     broken = ["mac-03", "mac-04", "mac-12"]  # mac-03/04 in wave 2 (devices 2-5), mac-12 in wave 3
     async with lab(tmp_path / "lab", engine, hosts) as L:
         _env(L, engine, monkeypatch)
