@@ -60,3 +60,34 @@ async def test_hand_halt_stops_new_devices(tmp_path: Path, engine: Engine) -> No
         with Session(L.engine) as s:
             run = s.get(Run, run_id)
             assert run is not None and run.halt_reason is not None and "halted by alice" in run.halt_reason
+
+
+async def test_an_unreachable_mac_is_retried_until_it_answers(tmp_path: Path, engine: Engine) -> None:
+    async with lab(tmp_path, engine, HOSTS[:2]) as L:
+        L.fleet.set_faults("mac-02", refuse_connections=True)  # a laptop asleep
+        run_id = L.create_run(retry_unreachable=60.0)
+
+        async def wake_up() -> None:
+            await asyncio.sleep(2.0)
+            L.fleet.set_faults("mac-02", refuse_connections=False)
+
+        _, outcome = await asyncio.gather(wake_up(), drive(L.engine, L.settings, run_id))
+        assert outcome.status == RunStatus.SUCCEEDED, outcome.failed
+        steps = L.steps(run_id, "mac-02")
+        assert steps["verify"].status == "ok"
+        job = L.jobs(run_id)["mac-02"]
+        assert job.status == JobStatus.SUCCEEDED
+        with Session(L.engine) as s:  # the first attempt's refusal is on record too
+            from orchestrator.state.models import StepRun
+
+            connects = s.exec(select(StepRun).where(StepRun.job_id == job.id, StepRun.step == "connect")).all()
+            assert sorted(c.status for c in connects) == ["failed", "ok"]
+
+
+async def test_an_unreachable_mac_fails_when_the_window_closes(tmp_path: Path, engine: Engine) -> None:
+    async with lab(tmp_path, engine, HOSTS[:1]) as L:
+        L.fleet.set_faults("mac-01", refuse_connections=True)
+        run_id = L.create_run(retry_unreachable=3.0)  # shorter than the first backoff: no retry
+        outcome = await drive(L.engine, L.settings, run_id)
+        assert outcome.status == RunStatus.FAILED
+        assert L.jobs(run_id)["mac-01"].error_type == "Unreachable"
