@@ -37,7 +37,6 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (bytes sent so far, total bytes) while a file is sent."""
 
 _HASH_CHUNK = 1024 * 1024
-SFTP_BLOCK = 256 * 1024
 _PART = ".part-"
 
 
@@ -157,11 +156,9 @@ async def _send(
         def handler(_src: bytes, _dst: bytes, done: int, total: int) -> None:
             callback(done, total)
 
-    # asyncssh sizes its requests from the server's advertised limits; a server that allows 4 MiB requests
-    # (macsim does) would have 16 x 4 MiB in flight per connection: at most 256 KiB (about OpenSSH's limit,
-    # which asyncssh learns from its limits extension) bounds memory.
-    block = min(SFTP_BLOCK, sftp.limits.max_write_len or SFTP_BLOCK)
-    await sftp.put(str(source), tmp, progress_handler=handler, block_size=block)
+    # asyncssh's default request size: the server's advertised limit (about 256 KiB on OpenSSH, measured
+    # fastest). Capping it at 256 KiB against macsim (4 MiB) made the 200 x 30 MB deploy 1.6x slower.
+    await sftp.put(str(source), tmp, progress_handler=handler)
 
 
 async def upload(
