@@ -199,7 +199,7 @@ def bench_publish(base: Path, redis: Redis, pg: Any, n: int, repeat: int) -> lis
         "|---|---|---|---|",
     ]
     labels = {
-        "dispatch": "publish_wave: UPDATE..RETURNING + names + send_task (+ task-sent event) each",
+        "dispatch": "publish_wave: UPDATE..RETURNING, names, send_task + sent event, pipelined by 500",
         "send_task": "app.send_task of the same messages (no database)",
         "send_task-no-event": "app.send_task, task_send_sent_event off (no database)",
         "lpush": "redis-py LPUSH of same-size payloads, one round trip each",
