@@ -30,45 +30,67 @@ def _root(
         configure_logging(context.settings(), verbose=verbose, log_file=log_file)
 
 
-def _register() -> None:
-    """Attach every command group once (tests call this too)."""
+# command -> (module, attribute, is a group of subcommands)
+_COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "inventory": ("inventory", "app", True),
+    "certs": ("certs", "app", True),
+    "secrets": ("secrets", "app", True),
+    "artifact": ("artifact", "app", True),
+    "db": ("db", "app", True),
+    "deploy": ("deploy", "deploy", False),
+    "upgrade": ("upgrade", "upgrade", False),
+    **{name: ("lifecycle", name, False)
+       for name in ("uninstall", "reconfigure", "start", "stop", "restart", "converge", "logs")},
+    "status": ("status", "status", False),
+    "runs": ("runs", "app", True),
+    "demo": ("demo", "demo", False),
+}  # fmt: skip
+
+
+def _register(only: str | None = None) -> None:
+    """Attach every command (tests call this), or just `only` when the command line names one: each
+    command module imports what it needs, and `orchestrate status` should not pay for the others."""
     global _registered
     if _registered:
         return
-    from orchestrator.cli import (
-        artifact,
-        certs,
-        db,
-        demo,
-        deploy,
-        inventory,
-        lifecycle,
-        runs,
-        secrets,
-        status,
-        upgrade,
-    )
+    import importlib
 
-    app.add_typer(inventory.app, name="inventory")
-    app.add_typer(certs.app, name="certs")
-    app.add_typer(secrets.app, name="secrets")
-    app.add_typer(artifact.app, name="artifact")
-    app.add_typer(db.app, name="db")
-    app.command("deploy")(deploy.deploy)
-    app.command("upgrade")(upgrade.upgrade)
-    for name in ("uninstall", "reconfigure", "start", "stop", "restart", "converge", "logs"):
-        app.command(name)(getattr(lifecycle, name))
-    app.command("status")(status.status)
-    app.add_typer(runs.app, name="runs")
-    app.command("demo")(demo.demo)
-    _registered = True
+    names = [only] if only in _COMMANDS else list(_COMMANDS)
+    for name in names:
+        module, attr, group = _COMMANDS[name]
+        target = getattr(importlib.import_module(f"orchestrator.cli.{module}"), attr)
+        if group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    _registered = only is None or only not in _COMMANDS
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand a command line names (the first word that is not a root option or its value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-file":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def prepare() -> None:
+    """Load what this command line needs (just its command's module when it names one)."""
+    _register(_command_in(sys.argv[1:]))
 
 
 def main() -> None:
+    prepare()
+    run()
+
+
+def run() -> None:
     from orchestrator.config import ConfigError
     from orchestrator.console import Console
 
-    _register()
     try:
         app()
     except ConfigError as e:

@@ -8,21 +8,24 @@ operator needs no alembic.ini.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError as AlembicError
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 from orchestrator.state import models  # noqa: F401  (registers the tables)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Alembic is imported only when a migration has to run: `orchestrate status` should not pay for it.
+_REVISION_LINE = re.compile(r"^(down_)?revision\s*(?::[^=]*)?=\s*['\"]?([\w]+|None)['\"]?\s*$", re.M)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key serializing concurrent `init_schema` calls on one PostgreSQL database
@@ -81,6 +84,8 @@ def create_db_engine(url: str) -> Engine:
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -88,8 +93,25 @@ def _alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+def shipped_head() -> str:
+    """The newest revision this program ships, read from the revision files (no alembic import): the one
+    no other revision names as its down_revision."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for down, value in _REVISION_LINE.findall(path.read_text()):
+            if value != "None":
+                (parents if down else revisions).add(value)
+    heads = revisions - parents
+    if len(heads) != 1:  # pragma: no cover - the package always ships one line of revisions
+        raise SchemaError(f"the shipped migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
+
+
 def head_revision() -> str:
     """The newest revision this program ships."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships revisions
         raise SchemaError("no migrations found in the package")
@@ -98,8 +120,20 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None when it has no schema yet."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def _at_head(engine: Engine) -> bool:
+    """True when the database already is at the shipped head (one query; no alembic import)."""
+    head = shipped_head()
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows == [head]
 
 
 def write_lock(conn: Connection) -> None:
@@ -117,6 +151,12 @@ def init_schema(engine: Engine) -> str:
 
     Safe to call from several processes at once: SQLite serializes on `BEGIN IMMEDIATE`, PostgreSQL on an
     advisory lock. Raises SchemaError when the database is at a revision this program does not know."""
+    if _at_head(engine):
+        return shipped_head()
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     head = head_revision()
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
@@ -137,6 +177,8 @@ def init_schema(engine: Engine) -> str:
 
 
 def _known(script: ScriptDirectory, revision: str) -> bool:
+    from alembic.util import CommandError as AlembicError
+
     try:
         return script.get_revision(revision) is not None
     except AlembicError:

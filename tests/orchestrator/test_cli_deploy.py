@@ -206,3 +206,30 @@ async def test_deploy_end_to_end_dry_run_json_table_and_resume(
         assert {j["device"]: j["status"] for j in shown["jobs"]} == {
             "mac-intel": "succeeded", "mac-arm": "succeeded", "mac-wrong": "failed"}  # fmt: skip
         assert shown["status"] == "failed"
+
+
+def test_the_command_line_names_the_only_command_module_loaded() -> None:
+    from orchestrator.cli import _command_in
+
+    assert _command_in(["status", "--group", "lab"]) == "status"
+    assert _command_in(["-v", "--log-file", "x.log", "runs", "show", "abc"]) == "runs"
+    assert _command_in(["--log-file=x.log", "deploy"]) == "deploy"
+    assert _command_in(["--help"]) is None and _command_in([]) is None
+
+
+def test_orchestrate_status_as_a_process_loads_only_its_command(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ORCHESTRATE_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+           "ORCHESTRATE_CONFIG": str(tmp_path / "none.toml")}  # fmt: skip
+    (tmp_path / "none.toml").write_text("")
+    probe = ("import sys, runpy; sys.argv = ['orchestrate', 'status']\n"
+             "try:\n    runpy.run_module('orchestrator', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('orchestrator.cli.')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    loaded = out.stdout.strip().splitlines()[-1]
+    assert "orchestrator.cli.status" in loaded
+    for other in ("certs", "deploy", "upgrade", "lifecycle", "demo", "artifact"):
+        assert f"orchestrator.cli.{other}'" not in loaded, loaded
