@@ -196,11 +196,16 @@ class VirtualFS:
             self.check_create(path, uid)
 
     def check_remove(self, path: str, uid: int) -> None:
-        """Unlink/rename-away needs write on the parent; sticky parents also need ownership."""
-        self.check_create(path, uid)
+        """Unlink/rename-away needs write on the parent; sticky parents also need ownership. The last
+        component is NOT followed: removing a symlink (even a dangling one) removes the link, as unlink(2)."""
+        parent = self.canonical(posixpath.dirname(self.normalize(path)) or "/")
+        self.check_traverse(posixpath.join(parent, "x"), uid)
+        if not self.real(parent).is_dir():
+            raise VfsError(errno.ENOENT, path)
+        if not self._allowed(parent, uid, 2):
+            raise VfsError(errno.EACCES, path)
         if uid == ROOT_UID:
             return
-        parent = posixpath.dirname(self.canonical(path)) or "/"
         if self._mode(parent) & stat.S_ISVTX and self.owner(path) != uid and self.owner(parent) != uid:
             raise VfsError(errno.EPERM, path)
 

@@ -45,7 +45,10 @@ def _find_pkg(p: Proc, directory: str) -> str | None:
     found = [
         f.name
         for f in real.iterdir()
-        if f.name.startswith(paths.PKG_PREFIX) and f.name.endswith(".pkg") and f.is_file()
+        if f.name.startswith(paths.PKG_PREFIX)
+        and f.name.endswith(".pkg")
+        # a symlink is followed inside the Mac's file system (its target is a macOS path), as macOS would
+        and p.mac.fs.real(posixpath.join(directory, f.name)).is_file()
     ]
     if not found:
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from macsim.mac import VirtualMac
@@ -147,3 +149,14 @@ async def test_shell_scripts_dispatch_by_shebang(mac: VirtualMac) -> None:
     )
     assert r.err == "zsh:1: permission denied: /tmp/s.sh\n"
     assert r.out == "126\n/tmp/s.sh:x:2\n5\n/tmp/s.sh:z:1\n"
+
+
+async def test_rm_removes_a_dangling_symlink_as_unlink_does(tmp_path: Path) -> None:
+    m = make_mac(tmp_path)
+    r = await run(m, "mkdir -p /private/tmp/d/stage /private/tmp/d/mnt && touch /private/tmp/d/mnt/x.pkg && "
+                     "ln -s /private/tmp/d/mnt/x.pkg /private/tmp/d/stage/ && rm /private/tmp/d/mnt/x.pkg && "
+                     "rm -rf /private/tmp/d && echo gone")  # fmt: skip
+    assert (r.status, r.out, r.err) == (0, "gone\n", "")
+    assert not m.fs.exists("/private/tmp/d")
+    plain = await run(m, "mkdir /private/tmp/e && ln -s /nowhere /private/tmp/e/l && rm /private/tmp/e/l && echo ok")
+    assert (plain.out, plain.err) == ("ok\n", "")
