@@ -68,6 +68,16 @@ def renew_jobs(session: Session, job_ids: Sequence[str], owner: str, ttl: float)
     return set(held)
 
 
+def release_job(session: Session, job_id: str, owner: str) -> None:
+    """End `owner`'s lease on the job now (the owner stays on record), so a resume can claim it at once.
+    Commits."""
+    job = session.get(DeviceJob, job_id)
+    if job is not None and job.lease_owner == owner:
+        job.lease_expires_at = utcnow() - timedelta(seconds=1)
+        session.add(job)
+        session.commit()
+
+
 def holds_job(session: Session, job_id: str, owner: str) -> bool:
     row = session.get(DeviceJob, job_id)
     return row is not None and row.lease_owner == owner

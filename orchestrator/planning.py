@@ -594,10 +594,12 @@ def plan_converge_run(
     """Re-check every targeted device that has the client installed and repair drift (stopped daemon, lost
     key access, wrong conf, missing trust): the install workflow, whose steps are no-ops where the Mac is
     right. Devices with no installed client on record are left out (deploy installs them)."""
+    from inventory import TargetingError
+
     try:
         devices = resolve_targets(session, request.groups, request.limits)
-    except Exception as e:  # TargetingError
-        raise PlanningError(f"{e}: check --group/--limit") from None
+    except TargetingError as e:
+        raise PlanningError(f"{e}: check --group/--limit (`orchestrate inventory list`)") from None
     installed = [d.name for d in devices if d.installed_version]
     if not installed:
         raise PlanningError("no targeted device has the client installed on record: use `orchestrate deploy`")

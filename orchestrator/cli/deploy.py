@@ -15,7 +15,7 @@ import typer
 
 from orchestrator import planning, reports
 from orchestrator.cli import context
-from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
 from orchestrator.state.db import session_scope
@@ -48,9 +48,7 @@ def deploy(
         str | None, typer.Option("--version", help="1E Client version (default: config, else newest DMG).")
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help="install.sh (default) or pkg.")] = None,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Gather facts and print each device's plan; change nothing.")
     ] = False,

@@ -15,14 +15,10 @@ import typer
 from orchestrator import planning
 from orchestrator.cli import context
 from orchestrator.cli.deploy import EXIT_BAD_INPUT, EXIT_FAILED, _print_refused, drive_run
-from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.inventory_store import resolve_targets
 from orchestrator.state.db import session_scope
-
-ConcurrencyOpt = Annotated[
-    int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
-]
 
 
 def _run(

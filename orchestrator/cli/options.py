@@ -32,6 +32,9 @@ LimitOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
+]
 
 
 def targets(group: list[str] | None, limit: list[str] | None) -> tuple[list[str], list[str]]:

@@ -14,7 +14,7 @@ import typer
 from orchestrator import planning, reports
 from orchestrator.cli import context
 from orchestrator.cli.deploy import DetachOpt, ExecutorOpt, drive_run
-from orchestrator.cli.options import JsonOpt
+from orchestrator.cli.options import ConcurrencyOpt, JsonOpt
 from orchestrator.cli.status import columns
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
@@ -129,9 +129,7 @@ def show(run: RunArg, json_out: JsonOpt = False) -> None:
 @app.command("resume")
 def resume(
     run: RunArg,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
     executor: ExecutorOpt = None,
     detach: DetachOpt = False,
     json_out: JsonOpt = False,
@@ -176,9 +174,7 @@ def halt(
 def retry(
     run: RunArg,
     failed: Annotated[bool, typer.Option("--failed", help="Re-run only the devices that failed.")] = False,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-run a run's failed devices (and only them), each from a fresh look at the Mac."""

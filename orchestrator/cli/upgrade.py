@@ -15,7 +15,7 @@ import typer
 from orchestrator import planning
 from orchestrator.cli import context
 from orchestrator.cli.deploy import EXIT_BAD_INPUT, _print_refused, drive_run
-from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
 from orchestrator.waves import WaveSpecError, parse_duration
@@ -53,9 +53,7 @@ def upgrade(
     ] = None,
     switch: Annotated[str | None, typer.Option("--switch", help="Tachyon Switch HOST:PORT[,...].")] = None,
     background_url: Annotated[str | None, typer.Option("--background-url", help="Background URL(s).")] = None,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Upgrade the 1E Client on the targeted Macs in waves, keeping their configuration."""

@@ -126,9 +126,8 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def _at_head(engine: Engine) -> bool:
-    """True when the database already is at the shipped head (one query; no alembic import)."""
-    head = shipped_head()
+def _at_head(engine: Engine, head: str) -> bool:
+    """True when the database already is at `head` (one query; no alembic import)."""
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return False
@@ -151,8 +150,9 @@ def init_schema(engine: Engine) -> str:
 
     Safe to call from several processes at once: SQLite serializes on `BEGIN IMMEDIATE`, PostgreSQL on an
     advisory lock. Raises SchemaError when the database is at a revision this program does not know."""
-    if _at_head(engine):
-        return shipped_head()
+    shipped = shipped_head()
+    if _at_head(engine, shipped):
+        return shipped
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory

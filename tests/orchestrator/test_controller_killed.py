@@ -43,6 +43,21 @@ def _env(L: Lab, engine: Engine) -> dict[str, str]:
     return env
 
 
+async def _orchestrate(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    """A real `orchestrate` process (its output captured)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def _resume_completes(env: dict[str, str], run_id: str, engine: Engine) -> None:
+    resume = await _orchestrate(env, "runs", "resume", run_id)
+    out, err = await asyncio.wait_for(resume.communicate(), 180)
+    assert resume.returncode == 0, (out + err).decode()
+    assert set(_counts(engine)) == {"succeeded"}
+
+
 def _log(L: Lab, name: str) -> list[dict[str, Any]]:
     path = L.fleet.hosts[name].state_dir / "commands.jsonl"
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
@@ -63,10 +78,7 @@ async def test_controller_sigkill_then_resume_completes_without_repeating_or_ove
         for h in HOSTS:  # slow each Mac down a little so the kill lands mid-run
             L.fleet.set_faults(h["name"], latency_ms=40)
         env = _env(L, engine)
-        cmd = [sys.executable, "-m", "orchestrator", "deploy", "--group", "lab", "--concurrency", "3"]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
+        proc = await _orchestrate(env, "deploy", "--group", "lab", "--concurrency", "3")
         deadline = time.monotonic() + 120
         while True:
             counts = await asyncio.to_thread(_counts, engine)
@@ -86,13 +98,7 @@ async def test_controller_sigkill_then_resume_completes_without_repeating_or_ove
         interrupted = {names[d] for d, st in at_kill.items() if st == "running"}
         assert done_before and interrupted
 
-        resume = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orchestrator", "runs", "resume", run.id, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(resume.communicate(), 180)
-        assert resume.returncode == 0, (out + err).decode()
-        assert set(_counts(engine)) == {"succeeded"}
+        await _resume_completes(env, run.id, engine)
 
         for h in HOSTS:
             name = h["name"]
@@ -123,10 +129,7 @@ async def test_ctrl_c_stops_cleanly_records_where_each_device_stood_and_resume_f
         for h in HOSTS[:6]:
             L.fleet.set_faults(h["name"], latency_ms=40)
         env = _env(L, engine)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orchestrator", "deploy", "--group", "lab", "--concurrency", "2", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        proc = await _orchestrate(env, "deploy", "--group", "lab", "--concurrency", "2")
         deadline = time.monotonic() + 120
         while (await asyncio.to_thread(_counts, engine)).get("running", 0) < 1:
             assert proc.returncode is None and time.monotonic() < deadline
@@ -144,10 +147,4 @@ async def test_ctrl_c_stops_cleanly_records_where_each_device_stood_and_resume_f
         for h in HOSTS[:6]:  # no PFX left behind on any Mac, even those stopped part-way
             mac = L.fleet.hosts[h["name"]].mac
             assert not any(p.name == "client.p12" for p in mac.fs.real("/private/tmp").rglob("*")), h["name"]
-        resume = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orchestrator", "runs", "resume", run.id, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(resume.communicate(), 180)
-        assert resume.returncode == 0, (out + err).decode()
-        assert set(_counts(engine)) == {"succeeded"}
+        await _resume_completes(env, run.id, engine)

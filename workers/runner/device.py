@@ -15,13 +15,13 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.redact import Redactor
-from orchestrator.state.models import JobStatus, StepStatus
+from orchestrator.redact import LOG_REDACTOR, Redactor
+from orchestrator.state.models import JobStatus, StepStatus, utcnow
 from tasks.model import Command, FailureReason, Phase, Plan, ProbeOutput, StepDef, Workflow
 from workers.events import JobFinished, JobStarted, RunEvent, StepFinished
 from workers.runner.recorder import Recorder
@@ -65,8 +65,6 @@ class Materials:
 
     def release(self) -> None:
         """The job is over: stop masking its secrets process-wide (keeps that redactor small)."""
-        from orchestrator.redact import LOG_REDACTOR
-
         while self.shared:
             LOG_REDACTOR.discard(self.shared.pop())
 
@@ -268,7 +266,7 @@ class DeviceRunner:
             current_step=r.step,
             error_type=r.error_type,
             error_message=r.message,
-            ended_at=None if r.status == JobStatus.INTERRUPTED.value else _now(),
+            ended_at=None if r.status == JobStatus.INTERRUPTED.value else utcnow(),
         )
         self.emit(JobFinished(self.s.run_id, self.w.name, r.status, r.step, r.error_type, r.message))
 
@@ -320,7 +318,7 @@ class DeviceRunner:
         self.rec.device(
             self.w.device_id,
             facts_json=json.dumps(facts_doc, sort_keys=True, default=str),
-            facts_at=_now(),
+            facts_at=utcnow(),
             **update,
         )
         self._end(FACTS_STEP, begun, StepStatus.OK)
@@ -557,7 +555,6 @@ class DeviceRunner:
         detail = ", ".join(f"{r.path} ({r.bytes} B{', already there' if r.skipped else ''})" for r in results)
         self._end(sd.name, begun, StepStatus.CHANGED if sent else StepStatus.NOOP,
                   noop_reason=None if sent else "every file was already there", tail=detail)
-        self.changed.add(sd.name)
 
     async def _verify(self, sd: StepDef, plan: Plan, facts: Any) -> None:
         assert self.conn is not None
@@ -623,12 +620,3 @@ def _segments(flags: list[bool]) -> list[list[int]]:
         else:
             out.append([i])
     return out
-
-
-def _now() -> Any:
-    from orchestrator.state.models import utcnow
-
-    return utcnow()
-
-
-RunDevice = Callable[[DeviceWork], Awaitable[DeviceResult]]

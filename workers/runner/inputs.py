@@ -9,7 +9,6 @@ redactor so that no record, event or message can carry them.
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,9 +269,6 @@ def _install_params(
 
     return params, produce
 
-
-def remote_dir_of(params: Any) -> str:
-    return posixpath.normpath(str(getattr(params, "private_dir", "/private/tmp")))
 
 
 def _lifecycle_params(session: Session, inputs: RunInputs, device: Device) -> Any:

@@ -15,7 +15,6 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -140,7 +139,7 @@ class JobExecutor:
                         return "leased"
                     if not leases.lock_device(s, device_id, run_id, self.owner, self.lease_ttl):
                         holder = leases.device_holder(s, device_id)
-                        leases_release(s, job_id, self.owner)
+                        leases.release_job(s, job_id, self.owner)
                         return f"busy:{holder}"
                     return None
 
@@ -181,16 +180,8 @@ class JobExecutor:
 
     def _release(self, job_id: str, device_id: str, run_id: str) -> None:
         with Session(self.engine) as s:
-            leases_release(s, job_id, self.owner)
+            leases.release_job(s, job_id, self.owner)
             leases.unlock_device(s, device_id, run_id)
-
-
-def leases_release(session: Session, job_id: str, owner: str) -> None:
-    job = session.get(DeviceJob, job_id)
-    if job is not None and job.lease_owner == owner:
-        job.lease_expires_at = utcnow() - timedelta(seconds=1)
-        session.add(job)
-        session.commit()
 
 
 async def work_job(

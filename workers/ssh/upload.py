@@ -98,6 +98,29 @@ def _lost(conn: Connection, exc: BaseException) -> ConnectionLost:
     )
 
 
+# How a dropped link shows up during an SFTP transfer.
+_DROPPED = (
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    asyncssh.DisconnectError,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+)
+
+
+def _sftp_refused(conn: Connection, exc: asyncssh.SFTPError, where: str) -> TransportError:
+    """A plain SFTPError: a drop when the connection is closed (asyncssh reports some drops so, "Connection
+    not open"), else the server's refusal."""
+    if conn.is_closed:
+        return _lost(conn, exc)
+    return UploadError(
+        conn.target.host,
+        conn.target.port,
+        f"SFTP refused an operation {where}: {exc.reason}",
+        "check the account's permissions and free space on the Mac",
+    )
+
+
 async def remote_sha256(conn: Connection, path: str) -> str | None:
     """SHA-256 (hex) of a file on the Mac by `shasum -a 256`, or None when shasum cannot read it."""
     result = await conn.run(["shasum", "-a", "256", path], timeout=max(conn.timeouts.command, 60.0))
@@ -214,23 +237,10 @@ async def upload(
                 )
             await sftp.chmod(tmp, mode)
             await sftp.posix_rename(tmp, final)
-    except (
-        asyncssh.SFTPConnectionLost,
-        asyncssh.SFTPNoConnection,
-        asyncssh.DisconnectError,
-        asyncssh.ChannelOpenError,
-        ConnectionError,
-    ) as exc:
+    except _DROPPED as exc:
         raise _lost(conn, exc) from None
     except asyncssh.SFTPError as exc:
-        if conn.is_closed:  # asyncssh reports some drops as a plain SFTPError ("Connection not open")
-            raise _lost(conn, exc) from None
-        raise UploadError(
-            conn.target.host,
-            conn.target.port,
-            f"SFTP refused an operation on {final}: {exc.reason}",
-            "check the account's permissions and free space on the Mac",
-        ) from None
+        raise _sftp_refused(conn, exc, f"on {final}") from None
     return UploadResult(path=final, sha256=sha, skipped=False, bytes=size)
 
 
@@ -249,21 +259,10 @@ async def upload_with_retry(
     (the caller reuses or reopens one) and retries on ConnectionLost/Unreachable, sleeping backoff x n.
 
     Raises the last ConnectionLost/Unreachable after `attempts` tries, or any other TransportError at once."""
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    last: TransportError | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            conn = await reconnect()
-            result = await upload(conn, source, remote_dir, name, mode=mode, progress=progress)
-        except (ConnectionLost, Unreachable) as exc:
-            last = exc
-            if attempt < attempts:
-                await asyncio.sleep(backoff * attempt)
-            continue
-        return UploadResult(result.path, result.sha256, result.skipped, result.bytes, attempts=attempt)
-    assert last is not None
-    raise last
+    async def once(conn: Connection) -> list[UploadResult]:
+        return [await upload(conn, source, remote_dir, name, mode=mode, progress=progress)]
+
+    return (await _with_retry(reconnect, once, attempts, backoff))[0]
 
 
 @dataclass(frozen=True)
@@ -347,23 +346,10 @@ async def upload_many(
                 await sftp.chmod(temps[index], items[index].mode)
                 await sftp.posix_rename(temps[index], finals[index])
                 results[index] = UploadResult(finals[index], digests[index][0], False, digests[index][1])
-    except (
-        asyncssh.SFTPConnectionLost,
-        asyncssh.SFTPNoConnection,
-        asyncssh.DisconnectError,
-        asyncssh.ChannelOpenError,
-        ConnectionError,
-    ) as exc:
+    except _DROPPED as exc:
         raise _lost(conn, exc) from None
     except asyncssh.SFTPError as exc:
-        if conn.is_closed:
-            raise _lost(conn, exc) from None
-        raise UploadError(
-            conn.target.host,
-            conn.target.port,
-            f"SFTP refused an operation in {remote_dir}: {exc.reason}",
-            "check the account's permissions and free space on the Mac",
-        ) from None
+        raise _sftp_refused(conn, exc, f"in {remote_dir}") from None
     return [results[i] for i in range(len(items))]
 
 
@@ -377,13 +363,27 @@ async def upload_many_with_retry(
 ) -> list[UploadResult]:
     """`upload_many` retried on ConnectionLost/Unreachable like `upload_with_retry` (files that arrived
     whole in an earlier attempt are skipped by their hash)."""
+    async def once(conn: Connection) -> list[UploadResult]:
+        return await upload_many(conn, items, remote_dir)
+
+    return await _with_retry(reconnect, once, attempts, backoff)
+
+
+async def _with_retry(
+    reconnect: Callable[[], Awaitable[Connection]],
+    once: Callable[[Connection], Awaitable[list[UploadResult]]],
+    attempts: int,
+    backoff: float,
+) -> list[UploadResult]:
+    """Run `once` on `reconnect()`'s connection until it succeeds, retrying ConnectionLost/Unreachable
+    (sleeping backoff x n); the results carry the attempt count. Raises the last such error after
+    `attempts` tries, or any other TransportError at once."""
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     last: TransportError | None = None
     for attempt in range(1, attempts + 1):
         try:
-            conn = await reconnect()
-            done = await upload_many(conn, items, remote_dir)
+            done = await once(await reconnect())
         except (ConnectionLost, Unreachable) as exc:
             last = exc
             if attempt < attempts:
