@@ -20,6 +20,7 @@ from inventory import select as select_targets
 from inventory.graph import find_cycle
 from inventory.names import host_name_problem
 from orchestrator import audit
+from orchestrator.certs.store import identity_secret_name
 from orchestrator.state.models import (
     ClientCertificate,
     Device,
@@ -410,6 +411,9 @@ def remove_devices(
         select(ClientCertificate).where(col(ClientCertificate.device_id).in_(ids))
     ).all():
         secret_ids += [cert.pfx_secret_id, cert.password_secret_id]
+        identity = session.exec(select(Secret).where(Secret.name == identity_secret_name(cert))).first()
+        if identity is not None:
+            session.delete(identity)  # the certificate's alone
         session.delete(cert)
     session.flush()
     # A removed device's PFX and password go with it, unless another certificate still refers to them.

@@ -31,7 +31,7 @@ from orchestrator.state.models import ClientCertificate, Secret, utcnow
 
 log = logging.getLogger(__name__)
 
-SECRET_KINDS = ("pfx", "pfx-password", "ssh-password", "sudo-password")
+SECRET_KINDS = ("pfx", "pfx-password", "identity", "ssh-password", "sudo-password")
 KEY_ENV = "ORCHESTRATE_SECRET_KEY"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}$")
 

@@ -31,6 +31,14 @@ PfxKey = (
     | (ed448.Ed448PrivateKey)
 )
 
+_KEY_TYPES = (
+    rsa.RSAPrivateKey,
+    dsa.DSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+)
+
 # Algorithm OIDs, named as RFC 7292 / RFC 8018 name them.
 OID_NAMES: dict[str, str] = {
     "1.2.840.113549.1.12.1.1": "pbeWithSHAAnd128BitRC4",
@@ -147,14 +155,7 @@ def open_pfx(data: bytes, password: bytes | None, source: str = "PFX") -> PfxCon
             "--password-file, --password-env or --prompt (nothing was stored for this file)"
         )
     key = loaded.key
-    if key is not None and not isinstance(
-        key,
-        rsa.RSAPrivateKey
-        | dsa.DSAPrivateKey
-        | ec.EllipticCurvePrivateKey
-        | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey,
-    ):
+    if key is not None and not isinstance(key, _KEY_TYPES):
         raise PfxFormatError(f"{source}: unsupported private key type {type(key).__name__}")
     cert = loaded.cert.certificate if loaded.cert is not None else None
     name = loaded.cert.friendly_name if loaded.cert is not None else None
@@ -257,7 +258,44 @@ def one_time_password(length: int = 32) -> bytes:
     """A random password of ASCII letters and digits (no quotes or metacharacters); at least 24 chars."""
     if length < 24:
         raise ValueError("a one-time password must be at least 24 characters")
-    return "".join(secrets.choice(_OTP_ALPHABET) for _ in range(length)).encode("ascii")
+    # One read of the system's random source, not one per character (`secrets.choice` reads it each time,
+    # and each read lets other threads take the GIL); bytes >= limit are dropped so every letter is as likely.
+    limit = 256 - 256 % len(_OTP_ALPHABET)
+    out: list[str] = []
+    while len(out) < length:
+        out += [_OTP_ALPHABET[b % len(_OTP_ALPHABET)] for b in secrets.token_bytes(2 * length) if b < limit]
+    return "".join(out[:length]).encode("ascii")
+
+
+def identity_pem(contents: PfxContents) -> bytes:
+    """The identity of an opened PFX as PEM: the key (PKCS#8, unencrypted: store it only as a secret), the
+    certificate, then the chain. Kept beside the PFX at import so a run need not open the PFX again."""
+    if contents.key is None or contents.cert is None:
+        raise PfxError("the PKCS#12 holds no identity (key and certificate)")
+    pem = serialization.Encoding.PEM
+    key = contents.key.private_bytes(pem, PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key + b"".join(c.public_bytes(pem) for c in (contents.cert, *contents.chain))
+
+
+def open_identity(data: bytes, source: str = "identity") -> PfxContents:
+    """Read what `identity_pem` wrote. The RSA key check (tens of milliseconds, holding the GIL) is
+    skipped: the key was checked when its PFX was opened at import, and the secret is authenticated.
+
+    Raises PfxFormatError when data is not such a PEM."""
+    start = data.find(b"-----BEGIN PRIVATE KEY-----")
+    end = data.find(b"-----END PRIVATE KEY-----")
+    try:
+        if start < 0 or end < start:
+            raise ValueError("no private key")
+        key = serialization.load_pem_private_key(
+            data[start : end + 25], None, unsafe_skip_rsa_key_validation=True
+        )
+        certs = x509.load_pem_x509_certificates(data[end + 25 :])
+    except ValueError as e:
+        raise PfxFormatError(f"{source}: not a stored identity ({e})") from None
+    if not isinstance(key, _KEY_TYPES):
+        raise PfxFormatError(f"{source}: unsupported private key type {type(key).__name__}")
+    return PfxContents(key=key, cert=certs[0], chain=tuple(certs[1:]))
 
 
 def identity_facts(contents: PfxContents) -> tuple[CertFacts | None, tuple[CertFacts, ...]]:

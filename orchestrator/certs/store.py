@@ -17,9 +17,18 @@ from cryptography import x509
 from sqlmodel import Session, col, select
 
 from orchestrator.certs.checks import CertStatus, CertVerdict, check_client_cert
-from orchestrator.certs.pfx import PfxAlgorithms, PfxError, client_facts, open_pfx, pfx_algorithms
+from orchestrator.certs.pfx import (
+    PfxAlgorithms,
+    PfxContents,
+    PfxError,
+    client_facts,
+    identity_pem,
+    open_identity,
+    open_pfx,
+    pfx_algorithms,
+)
 from orchestrator.certs.x509info import CertFacts, describe, normalize_fingerprint, to_der
-from orchestrator.secrets import SecretBox, load_secret, store_secret
+from orchestrator.secrets import SecretBox, SecretNotFound, load_secret, store_secret
 from orchestrator.state.models import CaCertificate, ClientCertificate, Device, Secret, utcnow
 
 
@@ -209,6 +218,8 @@ def import_pfx(
         ).first()
     if row is not None:
         unchanged = row.active
+        if session.exec(select(Secret.id).where(Secret.name == identity_secret_name(row))).first() is None:
+            vault.store(session, identity_secret_name(row), "identity", identity_pem(contents))  # older rows
     else:
         pfx_secret = vault.store(session, pfx_name, "pfx", data)
         pw_secret = vault.store(session, f"pfx-password:{device.id}:{digest}", "pfx-password", password)
@@ -227,6 +238,7 @@ def import_pfx(
             password_secret_id=pw_secret.id,
         )
         session.add(row)
+        vault.store(session, identity_secret_name(row), "identity", identity_pem(contents))
     for other in session.exec(
         select(ClientCertificate).where(
             ClientCertificate.device_id == device.id, col(ClientCertificate.active)
@@ -269,6 +281,21 @@ def list_client_certs(
 def load_pfx(session: Session, vault: SecretVault, row: ClientCertificate) -> tuple[bytes, bytes]:
     """The stored PFX bytes and password of a ClientCertificate (decrypted; keep them out of logs)."""
     return vault.load(session, row.pfx_secret_id), vault.load(session, row.password_secret_id)
+
+
+def identity_secret_name(row: ClientCertificate) -> str:
+    """The secret holding a certificate's identity as PEM (`identity_pem`), stored with its PFX at import."""
+    return f"identity:{row.id}"
+
+
+def load_identity(session: Session, vault: SecretVault, row: ClientCertificate, source: str) -> PfxContents:
+    """A certificate's key, certificate and chain: from its identity secret (no RSA key check: it was checked
+    at import), or by opening the stored PFX for a row imported before identities were kept."""
+    try:
+        return open_identity(vault.load(session, identity_secret_name(row)), source)
+    except SecretNotFound:
+        data, password = load_pfx(session, vault, row)
+        return open_pfx(data, password, source)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ class Secret(SQLModel, table=True):
 
     id: str = Field(default_factory=new_id, primary_key=True)
     name: str = Field(index=True, unique=True)
-    kind: str  # pfx | pfx-password | ssh-password | sudo-password
+    kind: str  # pfx | pfx-password | identity | ssh-password | sudo-password
     ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     key_id: str  # fingerprint of the Fernet key that encrypted it (not the key)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

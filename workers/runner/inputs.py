@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlmodel import Session, col, select
 
-from orchestrator.certs.pfx import one_time_password, open_pfx, rewrap_for_macos
-from orchestrator.certs.store import BoxVault, active_certificate, load_pfx
+from orchestrator.certs.pfx import one_time_password, rewrap_for_macos
+from orchestrator.certs.store import BoxVault, active_certificate, load_identity
 from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR, Redactor
 from orchestrator.secrets import SecretBox, load_secret
@@ -254,8 +254,7 @@ def _install_params(
                 row = own.get(ClientCertificate, cert_id)
                 if row is None:
                     raise KeyError(f"{device.name}: its client certificate was removed during the run")
-                data, password = load_pfx(own, BoxVault(box()), row)
-            contents = open_pfx(data, password, f"stored PFX of {device.name}")
+                contents = load_identity(own, BoxVault(box()), row, f"stored identity of {device.name}")
             if contents.key is None or contents.cert is None:
                 raise KeyError(f"{device.name}: the stored PFX holds no identity (key and certificate)")
             otp = one_time_password()

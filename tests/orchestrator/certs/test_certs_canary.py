@@ -63,6 +63,10 @@ def test_canary_password_appears_nowhere(
     for text in outputs:
         assert CANARY not in text
     assert CANARY not in caplog.text
+    key_der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     for f in tmp_path.glob("canary.db*"):
         assert CANARY.encode() not in f.read_bytes(), f.name
+        assert key_der not in f.read_bytes() and b"PRIVATE KEY" not in f.read_bytes(), f.name  # identity
     assert CANARY.encode() not in (tmp_path / "ca.mobileconfig").read_bytes()

@@ -150,7 +150,7 @@ def test_add_maps_stores_encrypted_and_checks(env: Path) -> None:
     certs = _rows(ClientCertificate)
     assert len(certs) == 2 and all(c.active for c in certs)
     secrets = _rows(Secret)
-    assert sorted(s.kind for s in secrets) == ["pfx", "pfx", "pfx-password", "pfx-password"]
+    assert sorted(s.kind for s in secrets) == ["identity", "identity", "pfx", "pfx", "pfx-password", "pfx-password"]
     for s in secrets:
         assert CANARY.encode() not in s.ciphertext and p1.read_bytes() not in s.ciphertext
     # the audit log names the password's source, never the password
@@ -185,7 +185,7 @@ def test_wrong_password_stores_nothing_and_others_continue(
     with Session(context.engine()) as s:  # type: ignore[arg-type]
         dev = s.get(Device, certs[0].device_id)
         assert dev is not None and dev.name == "mac-01"
-    assert len(_rows(Secret)) == 2  # only the good file's PFX and password
+    assert len(_rows(Secret)) == 3  # only the good file's PFX, password and identity
 
 
 def test_add_case_only_mismatch_reports_expected_value(lite: Path) -> None:
@@ -225,7 +225,7 @@ def test_add_replaces_previous_and_reports_unknown_chain_ca(lite: Path) -> None:
     assert json.loads(run("certs", "ca", "list", "--json").stdout) == []
     # re-adding the same file reactivates it without storing it twice
     run("certs", "add", str(a), "--password-file", pw)
-    assert len(_rows(ClientCertificate)) == 2 and len(_rows(Secret)) == 4
+    assert len(_rows(ClientCertificate)) == 2 and len(_rows(Secret)) == 6
 
 
 def test_add_needs_exactly_one_password_source(lite: Path) -> None:
