@@ -17,7 +17,7 @@ from typing import Any
 
 from macsim.keychain import SYSTEM_KEYCHAIN, Keychain, load_pem_certificates
 from macsim.spec import HostSpec
-from macsim.vfs import VirtualFS
+from macsim.vfs import VirtualFS, rewrite
 
 # Where each emulated tool lives on macOS. The file there is a stub ("#!macsim-tool NAME") that the
 # shell dispatches on, so PATH lookup, `test -x` and `command -v` behave as on a Mac.
@@ -100,7 +100,7 @@ class VirtualMac:
 
     def free_bytes(self) -> int:
         """Free space on the boot volume: the spec's budget minus what the host's files use."""
-        used = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file() and not f.is_symlink())
+        used = _bytes_under(str(self.root))
         return max(0, self.spec.free_space_mb * 1024 * 1024 - used)
 
     # ---- persistence ------------------------------------------------------------------------------
@@ -110,16 +110,16 @@ class VirtualMac:
         return MacState()
 
     def save_state(self) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=1))
-        os.replace(tmp, self._state_file)
+        rewrite(self._state_file, json.dumps(asdict(self.state), indent=1).encode())
 
     def _read_keychain(self) -> bytes | None:
         p = self.fs.real(SYSTEM_KEYCHAIN)
         return p.read_bytes() if p.exists() else None
 
     def _write_keychain(self, data: bytes) -> None:
-        self.fs.write_bytes(SYSTEM_KEYCHAIN, data, mode=0o644)
+        real = self.fs.real(SYSTEM_KEYCHAIN)  # root's, like every file nobody else created
+        rewrite(real, data)
+        os.chmod(real, 0o644)
 
     def _install_tool_stubs(self) -> None:
         # Hard links to one template per fleet directory: 25x cheaper than writing ~60 files per host,
@@ -161,3 +161,20 @@ class VirtualMac:
     def wipe(self) -> None:
         """Remove all of this host's state (tests and benchmarks clean up with it)."""
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _bytes_under(top: str) -> int:
+    """Bytes of the regular files below top (symlinks not followed); scandir, as this runs on every upload."""
+    total = 0
+    stack = [top]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        total += e.stat(follow_symlinks=False).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed while we walked
+    return total

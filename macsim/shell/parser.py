@@ -8,11 +8,13 @@ Not covered: here-documents, `case`, functions, arithmetic, globbing beyond `*`/
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 _METACHARS = " \t\n;&|()<>"
+_FD_REDIR = re.compile(r"\d+(?=[<>])")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
 _SPECIAL_PARAMS = "?$#@*!-0123456789"
@@ -227,9 +229,9 @@ class _Parser:
             self.i += 1
             self.line += 1
             return _Tok("nl", "\n", self.line - 1)
-        m = re.match(r"\d+(?=[<>])", s[self.i :])
+        m = _FD_REDIR.match(s, self.i)  # match at i: slicing the rest off made lexing quadratic
         if m:
-            self.i += m.end()
+            self.i = m.end()
             op = self._lex_op()
             assert op is not None
             return _Tok("op", op, self.line, fd=int(m.group()))
@@ -298,10 +300,12 @@ class _Parser:
                     flush()
                     parts.append(p)
             else:
-                if c == "\n":
-                    self.line += 1
-                lit.append(c)
-                self.i += 1
+                # a run of plain characters at once (quoted scripts are long)
+                m = _plain_run(stops).match(s, self.i)
+                run = m.group() if m is not None and m.end() > self.i else c
+                self.line += run.count("\n")
+                lit.append(run)
+                self.i += len(run)
         flush()
         return Word(parts, s[start : self.i])
 
@@ -659,3 +663,9 @@ def parse(text: str) -> Seq:
     if t.kind != "eof":
         raise p.error(t)
     return seq
+
+
+@functools.cache
+def _plain_run(stops: str) -> re.Pattern[str]:
+    """Characters `_word` takes literally one by one: neither a stop nor a quote, escape or expansion."""
+    return re.compile("[^" + re.escape(stops + "\\'\"$`") + "]+")
