@@ -10,7 +10,8 @@ controller's CPU seconds per device (getrusage RUSAGE_SELF: event loop, recorder
 exec round trips per device, peak RSS (VmHWM, reset before each phase through /proc/self/clear_refs).
 
 The ceiling is measured in the same run on the same fleet spec (same ports, host keys, concurrency): a bare
-asyncssh SFTP push of the same DMG bytes to every Mac, one connection per Mac (connect + put + close).
+asyncssh SFTP push of the same DMG bytes to every Mac, one connection per Mac (connect + put + close), with
+the cipher the deploy prefers (aes128-gcm; asyncssh's default ChaCha20 would make the ceiling slower).
 Each phase (ceiling, deploy) starts the fleet fresh — every Mac's file system is removed before the phase,
 the host keys are kept — so both pay the same first-touch cost on the Mac side; what the fleet received is
 removed after each phase. Free disk is checked first; a scenario that does not fit is scaled down with a
@@ -63,6 +64,7 @@ from orchestrator.secrets import SecretBox
 from orchestrator.state.db import create_db_engine, init_schema
 from orchestrator.state.models import CaCertificate, Device, DeviceJob, Run, StepRun
 from workers.local import drive
+from workers.ssh.connect import ENCRYPTION_ALGS
 
 VERSION = "8.0.2.5"
 SWITCH = "tachyon.lab.test:4000"
@@ -204,48 +206,62 @@ def free_ports(n: int) -> list[int]:
 
 
 class FleetProcess:
-    """`python -m macsim serve` for a spec, started and stopped by PID; the state dir outlives it (host keys,
-    client key), each Mac's file system is wiped by `wipe()`."""
+    """`python -m macsim serve` for a spec, as `procs` processes with the hosts split between them (a real
+    fleet's Macs each have their own CPU; one process would serialize every Mac's work on one core), started
+    and stopped by PID. The state dir outlives them (host keys, client key); each Mac's file system is wiped
+    by `wipe()`. With `profile_dir`, each process runs under cProfile and writes `macsim-K.prof` there."""
 
     def __init__(self, spec_path: Path, state_dir: Path, log_path: Path) -> None:
         self.spec_path, self.state_dir, self.log_path = spec_path, state_dir, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.profile_dir: Path | None = None
 
-    def start(self, hosts: int) -> None:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "macsim", "serve", "--spec", str(self.spec_path),
-             "--state-dir", str(self.state_dir)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
-        )
-        log.close()
+    def start(self, hosts: int, procs: int = 1) -> None:
+        spec = yaml.safe_load(self.spec_path.read_text())
+        parts = [spec["hosts"][k::procs] for k in range(procs)]
+        parts = [p for p in parts if p]
+        logs: list[Path] = []
+        for k, part in enumerate(parts):
+            sub = self.spec_path.with_name(f"{self.spec_path.stem}-{k}.yaml")
+            sub.write_text(yaml.safe_dump({**spec, "hosts": part}))
+            log_path = self.log_path.with_name(f"{self.log_path.stem}-{k}.log")
+            prof: list[str] = []
+            if self.profile_dir is not None:
+                self.profile_dir.mkdir(parents=True, exist_ok=True)
+                prof = ["-m", "cProfile", "-o", str(self.profile_dir / f"macsim-{k}.prof")]
+            with log_path.open("wb") as log:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, *prof, "-m", "macsim", "serve", "--spec", str(sub),
+                     "--state-dir", str(self.state_dir)],
+                    stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+                ))
+            logs.append(log_path)
         deadline = time.monotonic() + 120 + hosts * 0.2
-        while time.monotonic() < deadline:
-            text = self.log_path.read_text(errors="replace")
-            if f"serving {hosts} hosts" in text:
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"macsim serve exited {self.proc.returncode}:\n{text[-2000:]}")
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("macsim serve did not come up in time")
+        for proc, log_path, part in zip(self.procs, logs, parts, strict=True):
+            while True:
+                text = log_path.read_text(errors="replace")
+                if f"serving {len(part)} hosts" in text:
+                    break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"macsim serve did not come up ({proc.returncode}):\n{text[-2000:]}")
+                time.sleep(0.1)
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def cpu(self) -> float:
+        """CPU seconds of every fleet process so far."""
+        return sum(cpu_of(p.pid) for p in self.procs)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=60)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs = []
 
     def wipe(self) -> int:
         """Remove everything the Macs hold except their host keys; returns the bytes removed."""
@@ -293,6 +309,7 @@ class Bed:
     artifact_sha256: str
     ca_sha256s: list[str]
     client_key: Path
+    fleet_procs: int = 1
 
     def create_run(self) -> str:
         params = {
@@ -374,7 +391,8 @@ async def ceiling_push(bed: Bed, concurrency: int) -> tuple[list[float], list[st
             t0 = time.monotonic()
             try:
                 conn = await asyncssh.connect("127.0.0.1", bed.ports[name], username="admin",
-                                              known_hosts=known, client_keys=[key])
+                                              known_hosts=known, client_keys=[key],
+                                              encryption_algs=ENCRYPTION_ALGS)
                 try:
                     async with conn.start_sftp_client() as sftp:
                         await sftp.put(str(bed.dmg), f"{CEILING_DIR}/{bed.dmg.name}")
@@ -393,10 +411,10 @@ async def ceiling_push(bed: Bed, concurrency: int) -> tuple[list[float], list[st
 def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phase:
     """One phase on a freshly started fleet whose Macs hold nothing; the fleet is stopped and wiped after."""
     bed.fleet.wipe()
-    bed.fleet.start(bed.sc.hosts)
+    bed.fleet.start(bed.sc.hosts, bed.fleet_procs)
     run_id = bed.create_run() if kind == "deploy" else ""
     try:
-        fleet0 = cpu_of(bed.fleet.pid)
+        fleet0 = bed.fleet.cpu()
         reset_peak_rss()
         prof = cProfile.Profile() if profile is not None else None
         cpu0, t0 = cpu_self(), time.perf_counter()
@@ -416,7 +434,7 @@ def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phas
         if prof is not None:
             prof.disable()
         wall, cpu = time.perf_counter() - t0, cpu_self() - cpu0
-        fleet_cpu = cpu_of(bed.fleet.pid) - fleet0
+        fleet_cpu = bed.fleet.cpu() - fleet0
         peak = _status("VmHWM")
         if prof is not None and profile is not None:
             prof.dump_stats(str(profile))
@@ -498,7 +516,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=None, help="repeats per scenario (default 3; --quick 1)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[50], help="devices at once (default 50)")
     ap.add_argument("--profile", type=Path, default=None,
-                    help="cProfile the deploy phase of the first repeat into this file (prints the top)")
+                    help="cProfile the first deploy into this file, its ceiling beside it (.ceiling.prof)")
+    ap.add_argument("--fleet-procs", type=int, default=os.cpu_count() or 1,
+                    help="macsim processes the hosts are split between (default: one per CPU)")
+    ap.add_argument("--fleet-profile", type=Path, default=None,
+                    help="run each macsim process of the deploy phases under cProfile, writing into this dir")
     ap.add_argument("--workdir", type=Path, default=None, help="where fleet state goes (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="write every sample here")
     args = ap.parse_args()
@@ -523,14 +545,19 @@ def main() -> int:
             base = root / sc.label
             base.mkdir(parents=True, exist_ok=True)
             bed = build_bed(sc, base)
+            bed.fleet_procs = args.fleet_procs
             samples: list[Sample] = []
             try:
                 for r in range(repeat):
                     for c in args.concurrency:
                         print(f"[{sc.label}] repeat {r + 1}/{repeat}, concurrency {c}", flush=True)
-                        ceiling = measure(bed, "ceiling", c, None)
-                        prof = args.profile if (r == 0 and c == args.concurrency[0]) else None
+                        first = r == 0 and c == args.concurrency[0]
+                        prof = args.profile if first else None
+                        ceiling_prof = None if prof is None else prof.with_suffix(".ceiling.prof")
+                        ceiling = measure(bed, "ceiling", c, ceiling_prof)
+                        bed.fleet.profile_dir = args.fleet_profile if first else None
                         deploy = measure(bed, "deploy", c, prof)
+                        bed.fleet.profile_dir = None
                         samples.append(Sample(c, ceiling, deploy))
                         print(f"  ratio {samples[-1].ratio:.2f}", flush=True)
             finally:
@@ -549,7 +576,7 @@ def main() -> int:
     print()
     print("\n".join(table))
     print(f"targets: deploy/ceiling <= {RATIO_TARGET}; exec round trips <= {ROUND_TRIP_TARGET} per device. "
-          "CPU ms/dev = controller CPU seconds / devices; fleet CPU = the macsim process (other core).")
+          "CPU ms/dev = controller CPU seconds / devices; fleet CPU = the macsim processes.")
     return 0
 
 
