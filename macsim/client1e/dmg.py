@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import plistlib
 import struct
 import tarfile
@@ -150,7 +151,7 @@ def build_dmg(version: str, size_bytes: int | None = None, signed: bool = True) 
     return data_fork + xml + koly
 
 
-def read_trailer(data: bytes) -> dict[str, int]:
+def read_trailer(data: bytes | mmap.mmap) -> dict[str, int]:
     """The koly fields we use. Raises DmgError('not-recognized') when there is no valid trailer."""
     if len(data) < KOLY.size:
         raise DmgError("not-recognized", "file too short for a UDIF trailer")
@@ -200,15 +201,16 @@ def read_trailer(data: bytes) -> dict[str, int]:
     }
 
 
-def read_dmg(data: bytes, verify: bool = True) -> DiskImage:
+def read_dmg(data: bytes | mmap.mmap, verify: bool = True) -> DiskImage:
     """Parse an image. verify=True checks the data fork CRC32 and the master checksum (hdiutil's default;
     `-noverify` skips it); each file's SHA-256 is always checked on extraction, as a real image's block
     checksums are. Raises DmgError."""
     t = read_trailer(data)
     xml = data[t["xml_offset"] : t["xml_offset"] + t["xml_length"]]
-    fork = data[t["data_fork_offset"] : t["data_fork_offset"] + t["data_fork_length"]]
+    fork_at = t["data_fork_offset"]
     if verify:
-        crc = zlib.crc32(fork)
+        with memoryview(data) as view:  # the fork is read whole only to verify it (not with -noverify)
+            crc = zlib.crc32(view[fork_at : fork_at + t["data_fork_length"]])
         if t["data_checksum_type"] != CHECKSUM_CRC32 or crc != t["data_checksum"]:
             raise DmgError("corrupt", "data fork checksum mismatch")
         if zlib.crc32(struct.pack(">I", crc) + xml) != t["master_checksum"]:
@@ -222,7 +224,8 @@ def read_dmg(data: bytes, verify: bool = True) -> DiskImage:
         raise DmgError("not-recognized", f"unreadable XML plist: {e}") from None
     files: list[VolumeFile] = []
     try:
-        with tarfile.open(fileobj=io.BytesIO(fork[:vol_len]), mode="r:") as tar:
+        volume = data[fork_at : fork_at + min(vol_len, t["data_fork_length"])]
+        with tarfile.open(fileobj=io.BytesIO(volume), mode="r:") as tar:
             for m in tar.getmembers():
                 if m.name.startswith("/") or ".." in m.name.split("/"):
                     raise DmgError("corrupt", f"unsafe path {m.name!r}")

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from orchestrator.state.models import Device, DeviceJob, StepRun, new_id, utcnow
 
@@ -161,10 +161,7 @@ class Recorder:
             for attempt in range(3):
                 try:
                     with Session(self.engine) as session:
-                        if batch.inserts:
-                            session.add_all(StepRun(id=i, **v) for i, v in batch.inserts.items())
-                        for (model, row_id), values in batch.updates.items():
-                            session.exec(update(model).where(col(model.id) == row_id).values(**values))
+                        _write(session, batch)
                         session.commit()
                     self.commits += 1
                     failure = None
@@ -177,6 +174,22 @@ class Recorder:
                 self.error = failure
         for f in batch.flushes:
             f.loop.call_soon_threadsafe(_resolve, f.future)
+
+
+def _write(session: Session, batch: _Batch) -> None:
+    """A batch as a few executemany statements on the tables (the ORM's unit of work, one UPDATE per row,
+    cost the writer thread ~40 ms of CPU per device, holding the GIL the event loop needs)."""
+    if batch.inserts:
+        rows = [StepRun(id=i, **v).model_dump() for i, v in batch.inserts.items()]
+        session.connection().execute(insert(StepRun.__table__), rows)  # type: ignore[attr-defined]
+    same_columns: dict[tuple[type[Any], tuple[str, ...]], list[dict[str, Any]]] = {}
+    for (model, row_id), values in batch.updates.items():
+        params = {"row_id": row_id, **{f"v_{k}": v for k, v in values.items()}}
+        same_columns.setdefault((model, tuple(sorted(values))), []).append(params)
+    for (model, names), params_list in same_columns.items():
+        table = model.__table__
+        stmt = update(table).where(table.c.id == bindparam("row_id"))
+        session.connection().execute(stmt.values({n: bindparam(f"v_{n}") for n in names}), params_list)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
