@@ -133,11 +133,14 @@ async def remote_sha256(conn: Connection, path: str) -> str | None:
     return first
 
 
-async def _ensure_private_dir(conn: Connection, sftp: asyncssh.SFTPClient, remote_dir: str) -> None:
+async def _ensure_private_dir(conn: Connection, sftp: asyncssh.SFTPClient, remote_dir: str) -> bool:
+    """Make remote_dir a 0700 directory; True when it was created here (so it holds nothing yet)."""
+    created = False
     try:
         attrs = await sftp.lstat(remote_dir)
     except asyncssh.SFTPNoSuchFile:
         await sftp.makedirs(remote_dir, attrs=asyncssh.SFTPAttrs(permissions=0o700))
+        created = True
     else:
         if attrs.permissions is None or not stat.S_ISDIR(attrs.permissions):
             raise UploadError(
@@ -147,13 +150,15 @@ async def _ensure_private_dir(conn: Connection, sftp: asyncssh.SFTPClient, remot
                 "remove it on the Mac or choose another working directory",
             )
     await sftp.chmod(remote_dir, 0o700)  # the server's umask applies at creation; make it exact
+    return created
 
 
-async def _remove_stale_parts(sftp: asyncssh.SFTPClient, remote_dir: str, name: str) -> None:
-    prefix = f".{name}{_PART}"
+async def _remove_stale_parts(sftp: asyncssh.SFTPClient, remote_dir: str, names: Sequence[str]) -> None:
+    """Remove temporaries an interrupted upload of any of `names` left (one directory listing for all)."""
+    prefixes = tuple(f".{name}{_PART}" for name in names)
     for entry in await sftp.readdir(remote_dir):
         filename = str(entry.filename)
-        if filename.startswith(prefix):
+        if filename.startswith(prefixes):
             try:
                 await sftp.remove(posixpath.join(remote_dir, filename))
             except asyncssh.SFTPNoSuchFile:
@@ -223,7 +228,7 @@ async def upload(
                 await sftp.chmod(final, mode)
                 return UploadResult(path=final, sha256=sha, skipped=True, bytes=size)
 
-            await _remove_stale_parts(sftp, remote_dir, name)
+            await _remove_stale_parts(sftp, remote_dir, [name])
             tmp = posixpath.join(remote_dir, f".{name}{_PART}{secrets.token_hex(6)}")
             await _send(sftp, source, tmp, size, progress)
             remote = await remote_sha256(conn, tmp)
@@ -307,9 +312,9 @@ async def upload_many(
     results: dict[int, UploadResult] = {}
     try:
         async with conn.ssh.start_sftp_client() as sftp:
-            await _ensure_private_dir(conn, sftp, remote_dir)
+            fresh = await _ensure_private_dir(conn, sftp, remote_dir)
             same_size: list[int] = []
-            for index, final in enumerate(finals):
+            for index, final in enumerate([] if fresh else finals):  # a new directory holds nothing
                 try:
                     attrs = await sftp.lstat(final)
                 except asyncssh.SFTPNoSuchFile:
@@ -324,8 +329,9 @@ async def upload_many(
                     results[index] = UploadResult(finals[index], digests[index][0], True, digests[index][1])
             todo = [i for i in range(len(items)) if i not in results]
             temps: dict[int, str] = {}
+            if todo and not fresh:
+                await _remove_stale_parts(sftp, remote_dir, [items[i].name for i in todo])
             for index in todo:
-                await _remove_stale_parts(sftp, remote_dir, items[index].name)
                 tmp_name = f".{items[index].name}{_PART}{secrets.token_hex(6)}"
                 temps[index] = posixpath.join(remote_dir, tmp_name)
             await asyncio.gather(*(
