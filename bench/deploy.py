@@ -109,6 +109,12 @@ class Sample:
     def ratio(self) -> float:
         return self.deploy.wall / self.ceiling.wall
 
+    @property
+    def cpu_ratio(self) -> float:
+        """(controller + fleet) CPU of the deploy over the ceiling's: when the machine's cores are all busy
+        (fleet and controller share them here), the wall-time ratio cannot go below this."""
+        return (self.deploy.cpu + self.deploy.fleet_cpu) / (self.ceiling.cpu + self.ceiling.fleet_cpu)
+
 
 # ------------------------------------------------------------------ process measurements
 
@@ -182,6 +188,15 @@ def fit_to_disk(sc: Scenario, base: Path) -> Scenario:
 # ------------------------------------------------------------------ the fleet, in another process
 
 
+def cpu_list(text: str) -> set[int]:
+    """`0`, `2-5` or `0,2-3` as a set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
 def free_ports(n: int) -> list[int]:
     """n free TCP ports on 127.0.0.1 BELOW the ephemeral range, so that no outgoing connection (ours or
     another process's) takes one of them between the fleet's restarts."""
@@ -215,6 +230,7 @@ class FleetProcess:
         self.spec_path, self.state_dir, self.log_path = spec_path, state_dir, log_path
         self.procs: list[subprocess.Popen[bytes]] = []
         self.profile_dir: Path | None = None
+        self.cpus: set[int] | None = None  # pin every fleet process to these CPUs (--fleet-cpus)
 
     def start(self, hosts: int, procs: int = 1) -> None:
         spec = yaml.safe_load(self.spec_path.read_text())
@@ -235,6 +251,8 @@ class FleetProcess:
                      "--state-dir", str(self.state_dir)],
                     stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
                 ))
+            if self.cpus:
+                os.sched_setaffinity(self.procs[-1].pid, self.cpus)  # before it starts any thread
             logs.append(log_path)
         deadline = time.monotonic() + 120 + hosts * 0.2
         for proc, log_path, part in zip(self.procs, logs, parts, strict=True):
@@ -487,6 +505,7 @@ def report(label: str, samples: list[Sample], hosts: int) -> list[str]:
         rows.append(
             f"| {label} | {c} | {len(ss)} | {dwall:.2f} | {cwall:.2f} "
             f"| **{ratio:.2f}**{' ok' if ratio <= RATIO_TARGET else ' OVER'} "
+            f"| {med([s.cpu_ratio for s in ss]):.2f} "
             f"| {med([med(p.durations) for p in d]):.2f} | {med([pct(p.durations, 0.95) for p in d]):.2f} "
             f"| {med([p.cpu / hosts * 1000 for p in d]):.1f} "
             f"| {med([p.cpu / hosts * 1000 for p in ceil]):.1f} "
@@ -501,10 +520,10 @@ def report(label: str, samples: list[Sample], hosts: int) -> list[str]:
 
 
 HEADER = [
-    "| scenario | conc | n | deploy wall s | ceiling wall s | ratio | dev median s | dev p95 s "
+    "| scenario | conc | n | deploy wall s | ceiling wall s | ratio | CPU ratio | dev median s | dev p95 s "
     "| ctl CPU ms/dev | ceiling ctl CPU ms/dev | fleet CPU ms/dev | ceiling fleet CPU ms/dev "
     "| exec RT med/max | peak RSS MiB | ceiling peak RSS MiB | failures |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -517,8 +536,13 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[50], help="devices at once (default 50)")
     ap.add_argument("--profile", type=Path, default=None,
                     help="cProfile the first deploy into this file, its ceiling beside it (.ceiling.prof)")
-    ap.add_argument("--fleet-procs", type=int, default=os.cpu_count() or 1,
-                    help="macsim processes the hosts are split between (default: one per CPU)")
+    ap.add_argument("--fleet-procs", type=int, default=None,
+                    help="macsim processes the hosts are split between (default: one per fleet CPU)")
+    ap.add_argument("--controller-cpus", type=cpu_list, default=None, metavar="LIST",
+                    help="pin this process (the controller) to these CPUs, e.g. 0 or 0-1")
+    ap.add_argument("--fleet-cpus", type=cpu_list, default=None, metavar="LIST",
+                    help="pin the macsim processes to these CPUs, e.g. 2-7: on a machine with enough cores, "
+                         "the simulated Macs then no longer take the controller's CPU, as on a real fleet")
     ap.add_argument("--fleet-profile", type=Path, default=None,
                     help="run each macsim process of the deploy phases under cProfile, writing into this dir")
     ap.add_argument("--workdir", type=Path, default=None, help="where fleet state goes (default: a temp dir)")
@@ -530,13 +554,18 @@ def main() -> int:
         specs = args.scenario or ["200x30", "1000x5"]
         scenarios = [Scenario(int(h), int(m)) for h, m in (s.lower().rstrip("mb").split("x") for s in specs)]
     repeat = args.repeat or (1 if args.quick else 3)
+    if args.controller_cpus:
+        os.sched_setaffinity(0, args.controller_cpus)
+    fleet_procs = args.fleet_procs or len(args.fleet_cpus or os.sched_getaffinity(0))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="macfleet-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    print(f"controller pid {os.getpid()}, {os.cpu_count()} CPUs, work dir {root}")
+    mine = sorted(os.sched_getaffinity(0))
+    print(f"controller pid {os.getpid()}, {os.cpu_count()} CPUs (controller on {mine}, fleet: {fleet_procs} "
+          f"processes on {sorted(args.fleet_cpus or mine)}), work dir {root}")
     table = [*HEADER]
     dump: list[dict[str, Any]] = []
     try:
@@ -545,7 +574,8 @@ def main() -> int:
             base = root / sc.label
             base.mkdir(parents=True, exist_ok=True)
             bed = build_bed(sc, base)
-            bed.fleet_procs = args.fleet_procs
+            bed.fleet_procs = fleet_procs
+            bed.fleet.cpus = args.fleet_cpus
             samples: list[Sample] = []
             try:
                 for r in range(repeat):
@@ -565,7 +595,8 @@ def main() -> int:
                 bed.engine.dispose()
             table += report(sc.label, samples, sc.hosts)
             dump += [{"scenario": sc.label, "concurrency": s.concurrency, "ratio": s.ratio,
-                      "ceiling": s.ceiling.__dict__, "deploy": s.deploy.__dict__} for s in samples]
+                      "cpu_ratio": s.cpu_ratio, "ceiling": s.ceiling.__dict__, "deploy": s.deploy.__dict__}
+                     for s in samples]
             shutil.rmtree(base, ignore_errors=True)
             print("\n".join(table), flush=True)
     finally:
@@ -576,7 +607,8 @@ def main() -> int:
     print()
     print("\n".join(table))
     print(f"targets: deploy/ceiling <= {RATIO_TARGET}; exec round trips <= {ROUND_TRIP_TARGET} per device. "
-          "CPU ms/dev = controller CPU seconds / devices; fleet CPU = the macsim processes.")
+          "CPU ms/dev = controller CPU seconds / devices; fleet CPU = the macsim processes; "
+          "CPU ratio = the deploy's (controller + fleet) CPU over the ceiling's.")
     return 0
 
 
