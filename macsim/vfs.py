@@ -167,8 +167,10 @@ class VirtualFS:
 
     def check_traverse(self, path: str, uid: int) -> None:
         """Every parent directory must be searchable (x) by uid."""
+        self._traverse(self.canonical(path), uid, path)
+
+    def _traverse(self, c: str, uid: int, path: str) -> None:
         # The prefixes of a canonical path hold no symlinks: one lstat each, no re-resolving.
-        c = self.canonical(path)
         root = self._root_str
         cur = ""
         for part in [x for x in c.split("/") if x][:-1]:
@@ -193,10 +195,19 @@ class VirtualFS:
             raise VfsError(errno.EACCES, path)
 
     def check_exec(self, path: str, uid: int) -> None:
-        self.check_traverse(path, uid)
-        if not self.real(path).exists():
-            raise VfsError(errno.ENOENT, path)
-        if not self._allowed(path, uid, 1) or self.real(path).is_dir():
+        # Resolved once (every command looks itself up along PATH with this): a canonical path's last
+        # component is no symlink either, so one lstat tells existence, type and mode.
+        c = self.canonical(path)
+        self._traverse(c, uid, path)
+        try:
+            mode = os.lstat(self._root_str + c).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise VfsError(errno.ENOENT, path) from None
+        if uid == ROOT_UID:
+            allowed = bool(mode & 0o111)
+        else:
+            allowed = bool(mode & (1 << (6 if self._owners.get(c, ROOT_UID) == uid else 0)))
+        if not allowed or stat.S_ISDIR(mode):
             raise VfsError(errno.EACCES, path)
 
     def check_create(self, path: str, uid: int) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, delete, func, literal, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from orchestrator.state.models import DeviceJob, DeviceLock, JobStatus, utcnow
+from orchestrator.state.models import DeviceJob, DeviceLock, JobStatus, UtcDateTime, utcnow
 
 CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.INTERRUPTED, JobStatus.RUNNING)
 
@@ -24,7 +24,7 @@ def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: dateti
     """Take the job's lease for `owner` for `ttl` seconds; True when taken.
 
     Succeeds when the job is unfinished and its lease is free, expired, or already `owner`'s. Marks the job
-    running and counts the attempt. Commits."""
+    running, counts the attempt and stamps its first start. Commits."""
     now = now or utcnow()
     stmt = (
         update(DeviceJob)
@@ -44,6 +44,8 @@ def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: dateti
             lease_expires_at=now + timedelta(seconds=ttl),
             status=JobStatus.RUNNING.value,
             attempts=DeviceJob.attempts + 1,
+            # bound as the column's type, so the stamp is stored as every other timestamp is
+            started_at=func.coalesce(col(DeviceJob.started_at), literal(now, UtcDateTime())),
         )
     )
     taken = session.exec(stmt).rowcount == 1
@@ -68,13 +70,15 @@ def renew_jobs(session: Session, job_ids: Sequence[str], owner: str, ttl: float)
     return set(held)
 
 
-def release_job(session: Session, job_id: str, owner: str) -> None:
+def release_job(session: Session, job_id: str, owner: str, *, commit: bool = True) -> None:
     """End `owner`'s lease on the job now (the owner stays on record), so a resume can claim it at once.
-    Commits."""
-    job = session.get(DeviceJob, job_id)
-    if job is not None and job.lease_owner == owner:
-        job.lease_expires_at = utcnow() - timedelta(seconds=1)
-        session.add(job)
+    Commits unless told not to."""
+    session.exec(
+        update(DeviceJob)
+        .where(and_(col(DeviceJob.id) == job_id, col(DeviceJob.lease_owner) == owner))
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    if commit:
         session.commit()
 
 
@@ -124,11 +128,14 @@ def renew_devices(session: Session, device_ids: Sequence[str], run_id: str, ttl:
     session.commit()
 
 
-def unlock_device(session: Session, device_id: str, run_id: str) -> None:
-    """Release the device if run_id holds it. Commits."""
-    lock = session.get(DeviceLock, device_id)
-    if lock is not None and lock.run_id == run_id:
-        session.delete(lock)
+def unlock_device(session: Session, device_id: str, run_id: str, *, commit: bool = True) -> None:
+    """Release the device if run_id holds it. Commits unless told not to."""
+    session.exec(
+        delete(DeviceLock).where(
+            and_(col(DeviceLock.device_id) == device_id, col(DeviceLock.run_id) == run_id)
+        )
+    )
+    if commit:
         session.commit()
 
 

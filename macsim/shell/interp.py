@@ -28,6 +28,9 @@ from macsim.vfs import VfsError
 Dialect = Literal["zsh", "sh"]
 
 
+_GLOB_CHAR = re.compile(r"[*?\[]")
+
+
 class ShellExit(Exception):
     """`exit N` (or a fatal shell error): unwinds to the shell's top level."""
 
@@ -455,8 +458,9 @@ class Shell:
                     return
                 cur = cur if cur is not None else []
                 cur.append(text)
-                if quoted:
-                    pat.append("".join(f"[{c}]" if c in "*?[" else c for c in text))
+                if quoted:  # quoted glob characters match themselves
+                    escaped = _GLOB_CHAR.sub(r"[\g<0>]", text)
+                    pat.append(escaped)
                 else:
                     pat.append(text)
                     globbing = globbing or any(c in text for c in "*?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -125,6 +126,25 @@ async def test_known_hosts_entry_without_port_does_not_vouch_for_another_port(
     known.write_text(f"127.0.0.1 {sshd.host_keys['ssh-ed25519']}\n")
     with pytest.raises(HostKeyUnknown):
         await connect(target, HostKeyPolicy(known_hosts=known), auth, timeouts)
+
+
+async def test_known_hosts_file_is_read_again_when_it_changes(
+    sshd: Sshd, target: SshTarget, auth: SshAuth, timeouts: Timeouts, tmp_path: Path
+) -> None:
+    # Parsed once per version (cached across connections): an edited file must take effect at once.
+    known = tmp_path / "known_hosts"
+    old = time.time() - 60
+    known.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_keys['ssh-ed25519']}\n")
+    os.utime(known, (old, old))  # settled: the parse is cached
+    policy = HostKeyPolicy(known_hosts=known)
+    for _ in range(2):
+        async with await connect(target, policy, auth, timeouts) as conn:
+            assert conn.host_key == sshd.host_keys["ssh-ed25519"]
+    other = asyncssh.generate_private_key("ssh-ed25519").convert_to_public().export_public_key().decode()
+    known.write_text(f"[127.0.0.1]:{sshd.port} {other}")
+    os.utime(known, (old + 1, old + 1))  # changed, and settled again
+    with pytest.raises(HostKeyMismatch):
+        await connect(target, policy, auth, timeouts)
 
 
 def test_unreadable_known_hosts_file_is_a_value_error(tmp_path: Path) -> None:

@@ -179,9 +179,10 @@ class JobExecutor:
             await asyncio.to_thread(self._release, job_id, device_id, run_id)
 
     def _release(self, job_id: str, device_id: str, run_id: str) -> None:
-        with Session(self.engine) as s:
-            leases.release_job(s, job_id, self.owner)
-            leases.unlock_device(s, device_id, run_id)
+        with Session(self.engine) as s:  # one transaction for both
+            leases.release_job(s, job_id, self.owner, commit=False)
+            leases.unlock_device(s, device_id, run_id, commit=False)
+            s.commit()
 
 
 async def work_job(
@@ -195,12 +196,9 @@ async def work_job(
     pin: Callable[[Device, str, str], None],
 ) -> DeviceResult:
     def build() -> DeviceWork:
-        with Session(d.engine) as s:
+        with Session(d.engine) as s:  # read only: the claim stamped started_at
             job, device = s.get(DeviceJob, job_id), s.get(Device, device_id)
             assert job is not None and device is not None
-            job.started_at = job.started_at or utcnow()
-            s.add(job)
-            s.commit()
             return device_work(s, d.settings, inputs, job, device, d.box, pin)
 
     try:

@@ -1,0 +1,64 @@
+"""Job leases and device locks on SQLite and PostgreSQL: one holder at a time, the first start stamped once,
+release and unlock in one transaction."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from orchestrator import leases
+from orchestrator.state.models import Device, DeviceJob, DeviceLock, Run, utcnow
+
+
+def _job(engine: Engine) -> tuple[str, str, str]:
+    with Session(engine) as s:
+        device, run = Device(name="mac-01", address="127.0.0.1"), Run(kind="install")
+        s.add_all([device, run])
+        s.flush()
+        job = DeviceJob(run_id=run.id, device_id=device.id)
+        s.add(job)
+        s.commit()
+        return job.id, device.id, run.id
+
+
+def test_claim_stamps_the_first_start_once_and_excludes_others(engine: Engine) -> None:
+    job_id, _, _ = _job(engine)
+    first = utcnow().replace(microsecond=0)
+    with Session(engine) as s:
+        assert leases.claim_job(s, job_id, "ctl-a", 60, now=first)
+        assert not leases.claim_job(s, job_id, "ctl-b", 60, now=first + timedelta(seconds=1))
+        assert leases.claim_job(s, job_id, "ctl-a", 60, now=first + timedelta(seconds=30))  # renewing
+        # another holder only once the lease has expired; the first start stays
+        assert leases.claim_job(s, job_id, "ctl-b", 60, now=first + timedelta(seconds=200))
+    with Session(engine) as s:
+        job = s.get(DeviceJob, job_id)
+        assert job is not None
+        assert job.started_at == first and job.started_at.tzinfo is not None
+        assert (job.lease_owner, job.attempts, job.status) == ("ctl-b", 3, "running")
+
+
+def test_release_and_unlock_in_one_transaction(engine: Engine) -> None:
+    job_id, device_id, run_id = _job(engine)
+    with Session(engine) as s:
+        other = Run(kind="install")
+        s.add(other)
+        s.commit()
+        other_run = other.id
+    with Session(engine) as s:
+        assert leases.claim_job(s, job_id, "ctl-a", 60)
+        assert leases.lock_device(s, device_id, run_id, "ctl-a", 60)
+        assert not leases.lock_device(s, device_id, other_run, "ctl-b", 60)
+        leases.release_job(s, job_id, "ctl-b", commit=False)  # not the holder: nothing changes
+        leases.release_job(s, job_id, "ctl-a", commit=False)
+        leases.unlock_device(s, device_id, run_id, commit=False)
+        s.rollback()  # nothing was committed yet
+        assert leases.device_holder(s, device_id) == run_id
+        leases.release_job(s, job_id, "ctl-a", commit=False)
+        leases.unlock_device(s, device_id, run_id, commit=False)
+        s.commit()
+    with Session(engine) as s:
+        assert s.get(DeviceLock, device_id) is None
+        assert leases.claim_job(s, job_id, "ctl-b", 60)  # released: free at once
+        assert leases.lock_device(s, device_id, other_run, "ctl-b", 60)
