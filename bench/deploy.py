@@ -4,10 +4,14 @@
     .venv/bin/python bench/deploy.py                               # 200 x 30 MB and 1000 x 5 MB, 3 repeats
     .venv/bin/python bench/deploy.py --scenario 200x30 --repeat 3 --concurrency 25 50 100
 
-The fleet runs in ANOTHER process (`python -m macsim serve`, started and stopped by PID) so what is measured
-here is the controller alone: wall time of `drive()` on SQLite, per-device durations (median, p95), the
-controller's CPU seconds per device (getrusage RUSAGE_SELF: event loop, recorder thread, worker threads),
-exec round trips per device, peak RSS (VmHWM, reset before each phase through /proc/self/clear_refs).
+The fleet runs in OTHER processes (`python -m macsim serve`, one per CPU with the hosts split between them,
+started and stopped by PID; `--fleet-cpus`/`--controller-cpus` pin them apart where there are cores to
+spare) so the controller is measured alone: wall time of `drive()` on SQLite, per-device durations
+(median, p95), the controller's CPU seconds per device (getrusage RUSAGE_SELF: event loop, recorder
+thread, worker threads), exec round trips per device, peak RSS (VmHWM, reset before each phase through
+/proc/self/clear_refs), the fleet's CPU seconds, and the CPU ratio (the deploy's controller + fleet CPU
+over the ceiling's: with every core busy, the floor of the wall-time ratio). `--profile` and
+`--fleet-profile` cProfile both sides.
 
 The ceiling is measured in the same run on the same fleet spec (same ports, host keys, concurrency): a bare
 asyncssh SFTP push of the same DMG bytes to every Mac, one connection per Mac (connect + put + close), with
