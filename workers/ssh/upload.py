@@ -19,8 +19,6 @@ import hashlib
 import posixpath
 import secrets
 import stat
-import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from workers.ssh.errors import ConnectionLost, TransportError, Unreachable, UploadError
+from workers.ssh.filecache import FileVersionCache
 
 if TYPE_CHECKING:
     from workers.ssh.connect import Connection
@@ -57,36 +56,26 @@ def _check_name(name: str) -> None:
         raise ValueError(f"invalid remote file name {name!r}: a plain name, no '/' or line breaks")
 
 
-_DIGESTS: dict[tuple[str, int, int, int], tuple[str, int]] = {}
-_DIGESTS_LOCK = threading.Lock()
-_SETTLED_S = 2.0
+_DIGESTS: FileVersionCache[tuple[str, int]] = FileVersionCache(limit=64)
 
 
 def _local_digest(source: Path | bytes) -> tuple[str, int]:
-    """SHA-256 and size. A local file's digest is remembered by (path, inode, size, mtime): a run sends the
-    same DMG to every Mac, and hashing it once per device cost the controller more CPU than sending it (the
+    """SHA-256 and size. A local file's digest is remembered per version of the file: a run sends the same
+    DMG to every Mac, and hashing it once per device cost the controller more CPU than sending it (the
     Mac-side hash check still catches a file changed behind the cache's back)."""
     if isinstance(source, bytes):
         return hashlib.sha256(source).hexdigest(), len(source)
-    with _DIGESTS_LOCK:  # one thread hashes; devices asking at the same moment wait for its answer
-        st = source.stat()
-        key = (str(source), st.st_ino, st.st_size, st.st_mtime_ns)
-        if key in _DIGESTS:
-            return _DIGESTS[key]
-        digest = hashlib.sha256()
-        size = 0
-        with source.open("rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        result = digest.hexdigest(), size
-        # Only a file untouched for a while is remembered: a rewrite within the file system's timestamp
-        # granularity would otherwise keep the key (git's "racy clean" rule).
-        if size == st.st_size and time.time() - st.st_mtime > _SETTLED_S:
-            if len(_DIGESTS) >= 64:
-                _DIGESTS.clear()
-            _DIGESTS[key] = result
-        return result
+    return _DIGESTS.get(source, _hash_file)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _lost(conn: Connection, exc: BaseException) -> ConnectionLost:
