@@ -43,6 +43,14 @@ def rewrite(path: Path | str, data: bytes) -> None:
         os.close(fd)
 
 
+def _permits(mode: int, owner: int, uid: int, bit: int) -> bool:
+    """May uid do `bit` (4 read, 2 write, 1 execute/search) on an entry of this mode and owner? Root may do
+    anything except execute a file without any x bit; others use the owner's bits or the others' bits."""
+    if uid == ROOT_UID:
+        return bit != 1 or stat.S_ISDIR(mode) or bool(mode & 0o111)
+    return bool(mode & (bit << (6 if owner == uid else 0)))
+
+
 class VfsError(OSError):
     """An OSError with a macOS path in it (never the host's real path)."""
 
@@ -159,11 +167,8 @@ class VirtualFS:
 
     def _allowed(self, path: str, uid: int, bit: int) -> bool:
         """bit: 4 read, 2 write, 1 execute/search."""
-        if uid == ROOT_UID:
-            return bit != 1 or stat.S_ISDIR(self._mode(path)) or bool(self._mode(path) & 0o111)
-        mode = self._mode(path)
-        shift = 6 if self.owner(path) == uid else 0
-        return bool(mode & (bit << shift))
+        owner = ROOT_UID if uid == ROOT_UID else self.owner(path)
+        return _permits(self._mode(path), owner, uid, bit)
 
     def check_traverse(self, path: str, uid: int) -> None:
         """Every parent directory must be searchable (x) by uid."""
@@ -179,12 +184,7 @@ class VirtualFS:
                 mode = os.lstat(root + cur).st_mode
             except (FileNotFoundError, NotADirectoryError):
                 raise VfsError(errno.ENOENT, path) from None
-            if uid == ROOT_UID:
-                if not (stat.S_ISDIR(mode) or mode & 0o111):
-                    raise VfsError(errno.EACCES, path)
-                continue
-            shift = 6 if self._owners.get(cur, ROOT_UID) == uid else 0
-            if not mode & (1 << shift):
+            if not _permits(mode, self._owners.get(cur, ROOT_UID), uid, 1):
                 raise VfsError(errno.EACCES, path)
 
     def check_read(self, path: str, uid: int) -> None:
@@ -203,11 +203,7 @@ class VirtualFS:
             mode = os.lstat(self._root_str + c).st_mode
         except (FileNotFoundError, NotADirectoryError):
             raise VfsError(errno.ENOENT, path) from None
-        if uid == ROOT_UID:
-            allowed = bool(mode & 0o111)
-        else:
-            allowed = bool(mode & (1 << (6 if self._owners.get(c, ROOT_UID) == uid else 0)))
-        if not allowed or stat.S_ISDIR(mode):
+        if stat.S_ISDIR(mode) or not _permits(mode, self._owners.get(c, ROOT_UID), uid, 1):
             raise VfsError(errno.EACCES, path)
 
     def check_create(self, path: str, uid: int) -> None:
