@@ -31,14 +31,6 @@ PfxKey = (
     | (ed448.Ed448PrivateKey)
 )
 
-_KEY_TYPES = (
-    rsa.RSAPrivateKey,
-    dsa.DSAPrivateKey,
-    ec.EllipticCurvePrivateKey,
-    ed25519.Ed25519PrivateKey,
-    ed448.Ed448PrivateKey,
-)
-
 # Algorithm OIDs, named as RFC 7292 / RFC 8018 name them.
 OID_NAMES: dict[str, str] = {
     "1.2.840.113549.1.12.1.1": "pbeWithSHAAnd128BitRC4",
@@ -155,7 +147,7 @@ def open_pfx(data: bytes, password: bytes | None, source: str = "PFX") -> PfxCon
             "--password-file, --password-env or --prompt (nothing was stored for this file)"
         )
     key = loaded.key
-    if key is not None and not isinstance(key, _KEY_TYPES):
+    if key is not None and not isinstance(key, PfxKey):
         raise PfxFormatError(f"{source}: unsupported private key type {type(key).__name__}")
     cert = loaded.cert.certificate if loaded.cert is not None else None
     name = loaded.cert.friendly_name if loaded.cert is not None else None
@@ -283,17 +275,16 @@ def open_identity(data: bytes, source: str = "identity") -> PfxContents:
 
     Raises PfxFormatError when data is not such a PEM."""
     start = data.find(b"-----BEGIN PRIVATE KEY-----")
-    end = data.find(b"-----END PRIVATE KEY-----")
+    end_marker = b"-----END PRIVATE KEY-----"
+    end = data.find(end_marker) + len(end_marker)
     try:
-        if start < 0 or end < start:
+        if start < 0 or end < start + len(end_marker):
             raise ValueError("no private key")
-        key = serialization.load_pem_private_key(
-            data[start : end + 25], None, unsafe_skip_rsa_key_validation=True
-        )
-        certs = x509.load_pem_x509_certificates(data[end + 25 :])
+        key = serialization.load_pem_private_key(data[start:end], None, unsafe_skip_rsa_key_validation=True)
+        certs = x509.load_pem_x509_certificates(data[end:])
     except ValueError as e:
         raise PfxFormatError(f"{source}: not a stored identity ({e})") from None
-    if not isinstance(key, _KEY_TYPES):
+    if not isinstance(key, PfxKey):
         raise PfxFormatError(f"{source}: unsupported private key type {type(key).__name__}")
     return PfxContents(key=key, cert=certs[0], chain=tuple(certs[1:]))
 

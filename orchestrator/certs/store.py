@@ -218,8 +218,6 @@ def import_pfx(
         ).first()
     if row is not None:
         unchanged = row.active
-        if session.exec(select(Secret.id).where(Secret.name == identity_secret_name(row))).first() is None:
-            vault.store(session, identity_secret_name(row), "identity", identity_pem(contents))  # older rows
     else:
         pfx_secret = vault.store(session, pfx_name, "pfx", data)
         pw_secret = vault.store(session, f"pfx-password:{device.id}:{digest}", "pfx-password", password)
@@ -238,6 +236,8 @@ def import_pfx(
             password_secret_id=pw_secret.id,
         )
         session.add(row)
+    if session.exec(select(Secret.id).where(Secret.name == identity_secret_name(row))).first() is None:
+        # new rows, and rows stored before identities were kept
         vault.store(session, identity_secret_name(row), "identity", identity_pem(contents))
     for other in session.exec(
         select(ClientCertificate).where(
