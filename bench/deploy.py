@@ -225,7 +225,7 @@ def free_ports(n: int) -> list[int]:
 
 
 class FleetProcess:
-    """`python -m macsim serve` for a spec, as `procs` processes with the hosts split between them (a real
+    """`python -m macsim serve` for a spec, as `count` processes with the hosts split between them (a real
     fleet's Macs each have their own CPU; one process would serialize every Mac's work on one core), started
     and stopped by PID. The state dir outlives them (host keys, client key); each Mac's file system is wiped
     by `wipe()`. With `profile_dir`, each process runs under cProfile and writes `macsim-K.prof` there."""
@@ -235,10 +235,11 @@ class FleetProcess:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.profile_dir: Path | None = None
         self.cpus: set[int] | None = None  # pin every fleet process to these CPUs (--fleet-cpus)
+        self.count = 1  # processes to split the hosts between (--fleet-procs)
 
-    def start(self, hosts: int, procs: int = 1) -> None:
+    def start(self, hosts: int) -> None:
         spec = yaml.safe_load(self.spec_path.read_text())
-        parts = [spec["hosts"][k::procs] for k in range(procs)]
+        parts = [spec["hosts"][k :: self.count] for k in range(self.count)]
         parts = [p for p in parts if p]
         logs: list[Path] = []
         for k, part in enumerate(parts):
@@ -331,7 +332,6 @@ class Bed:
     artifact_sha256: str
     ca_sha256s: list[str]
     client_key: Path
-    fleet_procs: int = 1
 
     def create_run(self) -> str:
         params = {
@@ -433,7 +433,7 @@ async def ceiling_push(bed: Bed, concurrency: int) -> tuple[list[float], list[st
 def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phase:
     """One phase on a freshly started fleet whose Macs hold nothing; the fleet is stopped and wiped after."""
     bed.fleet.wipe()
-    bed.fleet.start(bed.sc.hosts, bed.fleet_procs)
+    bed.fleet.start(bed.sc.hosts)
     run_id = bed.create_run() if kind == "deploy" else ""
     try:
         fleet0 = bed.fleet.cpu()
@@ -578,7 +578,7 @@ def main() -> int:
             base = root / sc.label
             base.mkdir(parents=True, exist_ok=True)
             bed = build_bed(sc, base)
-            bed.fleet_procs = fleet_procs
+            bed.fleet.count = fleet_procs
             bed.fleet.cpus = args.fleet_cpus
             samples: list[Sample] = []
             try:
