@@ -171,17 +171,25 @@ class Worker:
         _stop_pid(self.proc, signal.SIGTERM, timeout=20)
 
 
-def start_worker(base: Path, name: str, settings: Settings, concurrency: int = 200) -> Worker:
+def process_env(base: Path, settings: Settings | None = None, **extra: str) -> dict[str, str]:
+    """The whole environment of a celery or orchestrate subprocess: a bare PATH, HOME and an empty config
+    file in base (nothing of the developer's leaks in), this checkout importable, the settings as
+    ORCHESTRATE_* variables, then `extra`."""
     base.mkdir(parents=True, exist_ok=True)
     config = base / "orchestrate.toml"
     config.touch()
-    env = {
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(base),
         "ORCHESTRATE_CONFIG": str(config),
         "PYTHONPATH": str(ROOT),
-        **settings_env(settings),
+        **(settings_env(settings) if settings is not None else {}),
+        **extra,
     }
+
+
+def start_worker(base: Path, name: str, settings: Settings, concurrency: int = 200) -> Worker:
+    env = process_env(base, settings)
     log = base / f"{name}.log"
     with open(base / f"{name}.out", "wb") as out:
         proc = subprocess.Popen(

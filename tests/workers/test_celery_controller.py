@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from orchestrator.state.models import DeviceJob, Run, RunStatus
-from tests.workers.celery_support import ROOT, celery_lab, settings_env
+from tests.workers.celery_support import celery_lab, process_env, settings_env
 from tests.workers.lab import BACKGROUND, SWITCH
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.timeout(240)]
@@ -28,10 +28,7 @@ HOSTS = [{"name": f"mac-{i:02d}", "arch": "x86_64"} for i in range(6)]
 
 
 def _cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    config = tmp_path / "cli.toml"
-    config.touch()
-    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "ORCHESTRATE_CONFIG": str(config),
-            "PYTHONPATH": str(ROOT), "COLUMNS": "200", **env}  # fmt: skip
+    full = process_env(tmp_path, COLUMNS="200", **env)
     return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=tmp_path, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 

@@ -14,7 +14,6 @@ import ast
 import asyncio
 import base64
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -33,11 +32,10 @@ from orchestrator.state.models import RunStatus
 from tests.workers.celery_support import (
     CELERY,
     REDIS_PASSWORD,
-    ROOT,
     _stop_pid,
     celery_lab,
     free_port,
-    settings_env,
+    process_env,
 )
 from workers.celery_dispatch import dispatch, follow
 
@@ -76,18 +74,7 @@ def flower(base: Path, settings: Settings) -> Iterator[Flower]:
     """`celery -A workers.celery_app flower` on a free loopback port, basic auth and read-only from the
     environment (FLOWER_UNAUTHENTICATED_API not set), stopped by PID."""
     port, password = free_port(), secrets.token_urlsafe(18)
-    base.mkdir(parents=True, exist_ok=True)
-    config = base / "orchestrate.toml"
-    config.touch()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(base),
-        "ORCHESTRATE_CONFIG": str(config),
-        "PYTHONPATH": str(ROOT),
-        "FLOWER_BASIC_AUTH": f"{USER}:{password}",
-        "FLOWER_READ_ONLY": "true",
-        **settings_env(settings),
-    }
+    env = process_env(base, settings, FLOWER_BASIC_AUTH=f"{USER}:{password}", FLOWER_READ_ONLY="true")
     log = base / "flower.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
