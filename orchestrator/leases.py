@@ -17,8 +17,6 @@ from sqlmodel import Session, col, select
 
 from orchestrator.state.models import DeviceJob, DeviceLock, JobStatus, UtcDateTime, utcnow
 
-CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.INTERRUPTED, JobStatus.RUNNING)
-
 
 def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: datetime | None = None) -> bool:
     """Take the job's lease for `owner` for `ttl` seconds; True when taken.
@@ -31,7 +29,7 @@ def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: dateti
         .where(
             and_(
                 col(DeviceJob.id) == job_id,
-                col(DeviceJob.status).in_([s.value for s in CLAIMABLE]),
+                col(DeviceJob.status).in_(JobStatus.unfinished()),
                 or_(
                     col(DeviceJob.lease_owner).is_(None),
                     col(DeviceJob.lease_owner) == owner,

@@ -697,8 +697,7 @@ def resume_run(session: Session, run_id: str, actor: str) -> Run:
     for j in jobs:
         live = j.lease_expires_at is not None and j.lease_expires_at > now
         retry = by_threshold and j.status == JobStatus.FAILED
-        unfinished = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.INTERRUPTED, JobStatus.RUNNING)
-        if j.status in unfinished or retry:
+        if j.status in JobStatus.unfinished() or retry:
             j.status = JobStatus.RUNNING if live and j.status == JobStatus.RUNNING else JobStatus.PENDING
             if not live:
                 j.lease_owner, j.lease_expires_at = None, None

@@ -48,14 +48,6 @@ from workers.runner.inputs import workflow_for
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 500  # device jobs per Redis pipeline when publishing a wave
-OPENABLE = (JobStatus.PENDING.value, JobStatus.INTERRUPTED.value)
-IN_FLIGHT = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
-DONE = (
-    JobStatus.SUCCEEDED.value,
-    JobStatus.FAILED.value,
-    JobStatus.SKIPPED.value,
-    JobStatus.ROLLED_BACK.value,
-)
 RESUME_HINT = "resume with: orchestrate runs resume"
 
 
@@ -97,7 +89,7 @@ def advance(engine: Engine, app: MacfleetCelery, run_id: str, *, reap_after: flo
         if run is None or _finalized(run):
             return "idle"
         counts = _counts(s, run_id)
-        in_flight = sum(c[st] for c in counts.values() for st in IN_FLIGHT)
+        in_flight = sum(c[st] for c in counts.values() for st in JobStatus.in_flight())
         if run.status == RunStatus.HALTED.value:  # by hand (`runs halt`): publish nothing more
             if in_flight:
                 return "wait"
@@ -125,12 +117,13 @@ def advance(engine: Engine, app: MacfleetCelery, run_id: str, *, reap_after: flo
         reason = decide(as_local, threshold, list(failed)).reason
         _finish_run(engine, run_id, False, [], reason)
         return "halted"
-    waves = sorted(w for w, c in counts.items() if any(c[st] for st in (*OPENABLE, *IN_FLIGHT)))
+    live = (*JobStatus.openable(), *JobStatus.in_flight())
+    waves = sorted(w for w, c in counts.items() if any(c[st] for st in live))
     if not waves:
         _finish_run(engine, run_id, False, [])
         return "finished"
     wave = waves[0]
-    if not any(counts[wave][st] for st in OPENABLE):
+    if not any(counts[wave][st] for st in JobStatus.openable()):
         return "wait"
     pause = float(params.get("pause") or 0)
     if pause and any(w < wave for w in counts):
@@ -154,7 +147,7 @@ def publish_wave(engine: Engine, app: MacfleetCelery, run_id: str, wave: int) ->
         moved = s.connection().execute(
             update(DeviceJob)
             .where(and_(col(DeviceJob.run_id) == run_id, col(DeviceJob.wave) == wave,
-                        col(DeviceJob.status).in_(OPENABLE)))
+                        col(DeviceJob.status).in_(JobStatus.openable())))
             .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=_queue_deadline(app))
             .returning(col(DeviceJob.id), col(DeviceJob.device_id))
         ).all()  # fmt: skip
@@ -179,7 +172,7 @@ def reap(engine: Engine, app: MacfleetCelery, run_id: str, grace: float) -> int:
     with Session(engine) as s:
         moved = s.connection().execute(
             update(DeviceJob)
-            .where(and_(col(DeviceJob.run_id) == run_id, col(DeviceJob.status).in_(IN_FLIGHT),
+            .where(and_(col(DeviceJob.run_id) == run_id, col(DeviceJob.status).in_(JobStatus.in_flight()),
                         col(DeviceJob.lease_expires_at) < cutoff))
             .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=_queue_deadline(app))
             .returning(col(DeviceJob.id), col(DeviceJob.device_id))
@@ -326,7 +319,7 @@ class Follower:
                              rec.duration_ms or 0)
             )  # fmt: skip
         for _job_id, status, step, etype, emsg, name in jobs:
-            if status in DONE and self._finished.get(name) != status:
+            if status in JobStatus.done() and self._finished.get(name) != status:
                 self._finished[name] = status
                 failed = status == JobStatus.FAILED.value
                 events.append(JobFinished(self.run_id, name, status, step if failed else None, etype, emsg))

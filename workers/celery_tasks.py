@@ -50,7 +50,7 @@ from workers.events import RunEvent, StepFinished
 from workers.limits import raise_nofile_limit
 from workers.runner.device import RunSettings
 from workers.runner.inputs import RunInputs, load_run_inputs
-from workers.runner.job import UNFINISHED, JobExecutor, timeouts_of
+from workers.runner.job import JobExecutor, timeouts_of
 from workers.runner.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ async def _device_job(rt: WorkerRuntime, run_id: str, job_id: str, device: str, 
     job, run = await asyncio.to_thread(read)
     if job is None or run is None or job.run_id != run_id:
         return {"device": device, "status": "unknown", "note": "no such job in this run"}
-    if job.status not in UNFINISHED:
+    if job.status not in JobStatus.unfinished():
         return _summary(job, device, "already finished: nothing ran")
     if run.status != RunStatus.RUNNING.value:
         await asyncio.to_thread(_requeue, rt.engine, job_id)
@@ -271,7 +271,7 @@ def _requeue(engine: Engine, job_id: str) -> None:
 def _record_time_limit(engine: Engine, job_id: str, step: str | None, limit: float) -> None:
     with Session(engine) as s:
         job = s.get(DeviceJob, job_id)
-        if job is not None and job.status in UNFINISHED:
+        if job is not None and job.status in JobStatus.unfinished():
             job.status = JobStatus.FAILED.value
             job.error_type = "TimeLimitExceeded"
             job.error_message = f"the device job passed its time limit ({limit:g} s); last step done: {step}"
@@ -284,7 +284,7 @@ def _record_crash(engine: Engine, job_id: str, owner: str, exc: BaseException) -
     """Mark the job failed when THIS execution held it (a duplicate that holds it now is left alone)."""
     with Session(engine) as s:
         job = s.get(DeviceJob, job_id)
-        if job is not None and job.status in UNFINISHED and job.lease_owner == owner:
+        if job is not None and job.status in JobStatus.unfinished() and job.lease_owner == owner:
             job.status = JobStatus.FAILED.value
             job.error_type = "WorkerError"
             what = f"the worker failed on this device: {type(exc).__name__}: {exc}"

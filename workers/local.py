@@ -35,7 +35,6 @@ from workers.limits import raise_nofile_limit
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
 from workers.runner.inputs import InputError, device_work, load_run_inputs
 from workers.runner.job import (
-    UNFINISHED,
     JobExecutor,
     new_owner,
     pin_host_key,
@@ -85,7 +84,7 @@ async def drive(
         inputs = load_run_inputs(s, run_id)
         rows = s.exec(
             select(DeviceJob, Device)
-            .where(DeviceJob.run_id == run_id, col(DeviceJob.status).in_(UNFINISHED))
+            .where(DeviceJob.run_id == run_id, col(DeviceJob.status).in_(JobStatus.unfinished()))
             .where(DeviceJob.device_id == Device.id)
             .order_by(col(DeviceJob.wave), col(Device.name))
         ).all()
@@ -186,7 +185,7 @@ def _finish_run(
         )
         run = s.get(Run, run_id)
         assert run is not None
-        unfinished = sum(counts[k] for k in UNFINISHED)
+        unfinished = sum(counts[k] for k in JobStatus.unfinished())
         if unfinished:
             run.status = RunStatus.HALTED.value
             if halt:

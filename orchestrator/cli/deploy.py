@@ -1,7 +1,9 @@
 """`orchestrate deploy`: plan an install run, then drive it with the local driver under a live display.
 
 Exit codes: 0 every device succeeded (or had nothing to do); 1 a device failed or was refused; 2 the run
-could not be planned (bad parameter, no target, unknown version); 130 stopped by Ctrl-C (resumable).
+could not be planned (bad parameter, no target, unknown version); 3 none failed but some are unverified
+(running, no confirmed Switch connection); 4 none failed or unverified but some await their CA trust;
+130 stopped by Ctrl-C (resumable).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
 from orchestrator.state.db import session_scope
+from orchestrator.state.models import JobStatus
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_UNVERIFIED = 3  # no device failed, but some ran without a confirmed Switch connection
+EXIT_AWAITING_TRUST = 4  # no device failed or unverified, but some wait for their CA trust (MDM profile)
 EXIT_INTERRUPTED = 130
 _OK_JOBS = ("succeeded", "skipped")
 _FULL_TABLE_MAX = 100  # beyond this many devices the final table lists only the ones that did not succeed
@@ -284,12 +289,23 @@ def _on_sigint(handler: Callable[[], None]) -> Callable[[], None]:
     return restore
 
 
+def exit_code(statuses: list[str]) -> int:
+    """1 when a device failed (or was left unfinished), else 3 when one is unverified, else 4 when one
+    awaits its CA trust, else 0."""
+    left = {s for s in statuses if s not in _OK_JOBS}
+    if left - {JobStatus.UNVERIFIED.value, JobStatus.AWAITING_TRUST.value}:
+        return EXIT_FAILED
+    if JobStatus.UNVERIFIED.value in left:
+        return EXIT_UNVERIFIED
+    return EXIT_AWAITING_TRUST if left else 0
+
+
 def _finish(console: Console, run_id: str, *, stopped: bool) -> int:
     """Print the run's outcome from the database (the truth) and return the exit code."""
     with session_scope(context.engine()) as s:
         detail = reports.show_run(s, run_id)
     bad = [j for j in detail.jobs if j.status not in _OK_JOBS]
-    code = EXIT_INTERRUPTED if stopped else (EXIT_FAILED if bad else 0)
+    code = EXIT_INTERRUPTED if stopped else exit_code([j.status for j in detail.jobs])
     if console.json_mode:
         console.json(
             {

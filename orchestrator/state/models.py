@@ -78,6 +78,43 @@ class JobStatus(StrEnum):
     SKIPPED = "skipped"  # nothing to do (already at target) or left untouched by a halt
     ROLLED_BACK = "rolled_back"
     INTERRUPTED = "interrupted"  # the controller stopped while it ran; resume continues it
+    # installed and running, but neither the client log nor a socket to the Switch confirmed the connection
+    # within the verify window; not a failure: `converge` and `status --refresh` check it again
+    UNVERIFIED = "unverified"
+    # installed and configured, but the CA trust could not be set over SSH (macOS 11+ refuses it): deliver
+    # the `certs profile` by MDM, then `converge` finishes the device
+    AWAITING_TRUST = "awaiting_trust"
+
+    @classmethod
+    def unfinished(cls) -> tuple[str, ...]:
+        """A job someone still has to work on (claimable, resumable)."""
+        return (cls.PENDING.value, cls.QUEUED.value, cls.INTERRUPTED.value, cls.RUNNING.value)
+
+    @classmethod
+    def openable(cls) -> tuple[str, ...]:
+        """A job a dispatcher may publish (not yet handed to a worker)."""
+        return (cls.PENDING.value, cls.INTERRUPTED.value)
+
+    @classmethod
+    def in_flight(cls) -> tuple[str, ...]:
+        return (cls.QUEUED.value, cls.RUNNING.value)
+
+    @classmethod
+    def done(cls) -> tuple[str, ...]:
+        """A job whose device work has ended, whatever the outcome."""
+        return (
+            cls.SUCCEEDED.value,
+            cls.FAILED.value,
+            cls.SKIPPED.value,
+            cls.ROLLED_BACK.value,
+            cls.UNVERIFIED.value,
+            cls.AWAITING_TRUST.value,
+        )
+
+    @classmethod
+    def recheck(cls) -> tuple[str, ...]:
+        """Ended without a confirmed outcome: `converge` looks again."""
+        return (cls.UNVERIFIED.value, cls.AWAITING_TRUST.value)
 
 
 class StepStatus(StrEnum):

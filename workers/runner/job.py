@@ -45,9 +45,6 @@ from workers.runner.recorder import Recorder
 from workers.ssh import Timeouts, parse_public_key
 
 LEASE_TTL = 60.0
-UNFINISHED = (
-    JobStatus.PENDING.value, JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value
-)
 
 
 def new_owner() -> str:
@@ -134,7 +131,7 @@ class JobExecutor:
                 with Session(self.engine) as s:
                     if not leases.claim_job(s, job_id, self.owner, self.lease_ttl):
                         job = s.get(DeviceJob, job_id)
-                        if job is None or job.status not in UNFINISHED:
+                        if job is None or job.status not in JobStatus.unfinished():
                             return "done"
                         return "leased"
                     if not leases.lock_device(s, device_id, run_id, self.owner, self.lease_ttl):
