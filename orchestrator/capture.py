@@ -43,7 +43,7 @@ _IPV6 = re.compile(
 )
 _MAC = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:])")
 _VERSION_BEFORE = re.compile(r"version\W{0,3}v?$", re.I)
-_HOME = re.compile(r"/Users/([^/\s\"':]+)")
+_HOME = re.compile(r"/Users/([^/\s\"':,;()\[\]]+)")
 _PLACEHOLDER_FORMS = {
     "host": "host{n}",
     "domain": "domain{n}.example",
@@ -95,8 +95,10 @@ class Redaction:
         if not name:
             return
         name = name.strip().rstrip(".")
+        if _IPV4.fullmatch(name) or ":" in name:
+            return  # an address: the address rules replace it
         host, _, domain = name.partition(".")
-        if host.lower() not in _NOT_HOSTS and not _IPV4.fullmatch(name):
+        if host.lower() not in _NOT_HOSTS:
             self._add("host", host)
         if domain and domain.lower() not in _NOT_HOSTS:
             self._add("domain", domain)

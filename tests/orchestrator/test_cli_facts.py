@@ -125,4 +125,6 @@ async def test_facts_and_capture(
         certs = {c["sha1"]: c for c in _expected(out, "certificates")}
         assert ident["sha1"] in certs and certs[ident["sha1"]]["label"] == hostname
         assert _expected(out, "conf")["Switch"] == "host2.domain2.example:4000"
-        assert "connected to switch host2.domain2.example:4000" in " ".join(_expected(out, "client_log")).lower()
+        assert (
+            "connected to switch host2.domain2.example:4000" in " ".join(_expected(out, "client_log")).lower()
+        )
