@@ -85,6 +85,8 @@ async def test_facts_and_capture(
         facts = json.loads(r.stdout)["facts"]
         assert facts["hostname"] == "cap-mac.corp.example.com" and facts["local_host_name"] == "Cap-Mac"
         assert facts["client_version"] == VERSION and facts["job"]["running"]
+        r = await run("facts", "cap-mac")
+        assert r.exit_code == 0 and "cap-mac.corp.example.com" in r.output and "client_version" in r.output
         r = await run("facts", "nosuch")
         assert r.exit_code == 2 and "no device named 'nosuch'" in r.output
 
