@@ -80,8 +80,9 @@ def _device(engine: Engine, name: str) -> Device:
     return device
 
 
-async def capture(engine: Engine, settings: Settings, name: str) -> Capture:
-    """Probe the inventory device `name`. Raises CaptureError."""
+async def capture(engine: Engine, settings: Settings, name: str, *, full: bool = True) -> Capture:
+    """Probe the inventory device `name`: the fact probes, and with `full` (a capture) also the redaction's
+    identity probes and the plans' read-only commands (a second exec). Raises CaptureError."""
     device = _device(engine, name)
     run = Run(id="capture-" + new_id()[:12], kind="logs", params_json=json.dumps({"daemon": True}))
 
@@ -104,15 +105,17 @@ async def capture(engine: Engine, settings: Settings, name: str) -> Capture:
     try:
         facts = probes.fact_probes()
         argvs = {c.argv for _, c in facts}
-        ident = tuple((n, c) for n, c in IDENTITY_PROBES if c.argv not in argvs)
+        ident = tuple((n, c) for n, c in IDENTITY_PROBES if c.argv not in argvs) if full else ()
         first = await _run(conn, (*facts, *ident), work.sudo, timeouts.command)
         outputs = {n: first[n] for n, _ in facts}
         identity = {n: first[n] for n, _ in ident}
         for n, c in IDENTITY_PROBES:  # an identity probe that is also a fact probe was run as that
-            if n not in identity:
+            if n not in identity and c.argv in argvs:
                 identity[n] = next(first[fn] for fn, fc in facts if fc.argv == c.argv)
-        planned, unparsed = probes.plan_probes(outputs)
-        outputs.update(await _run(conn, planned, work.sudo, timeouts.command))
+        unparsed: list[str] = []
+        if full:
+            planned, unparsed = probes.plan_probes(outputs)
+            outputs.update(await _run(conn, planned, work.sudo, timeouts.command))
     except TransportError as e:
         raise CaptureError(f"{name}: {type(e).__name__}: {e}") from None
     finally:

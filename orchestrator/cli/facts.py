@@ -63,7 +63,7 @@ def facts(
         console.error(f"--case {case!r}: use letters, digits, '.', '_' or '-'")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        got = asyncio.run(capture(context.engine(), context.settings(), host))
+        got = asyncio.run(capture(context.engine(), context.settings(), host, full=capture_dir is not None))
     except CaptureError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_FAILED if "no device named" not in str(e) else EXIT_BAD_INPUT) from None

@@ -80,8 +80,10 @@ async def test_facts_and_capture(
         spec = L.fleet.hosts["cap-mac"].spec
 
         # without --capture: the parsed facts, as they are (the operator's own view: nothing redacted)
+        mark = len(L.commands("cap-mac"))
         r = await run("facts", "cap-mac", "--json")
         assert r.exit_code == 0, r.output
+        assert len(L.commands("cap-mac")) - mark == 1, "the facts are one exec"
         facts = json.loads(r.stdout)["facts"]
         assert facts["hostname"] == "cap-mac.corp.example.com" and facts["local_host_name"] == "Cap-Mac"
         assert facts["client_version"] == VERSION and facts["job"]["running"]
