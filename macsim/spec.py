@@ -6,7 +6,9 @@ ignored makes a test pass for the wrong reason.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +64,8 @@ class HostSpec(_Strict):
     local_host_name: str | None = None
     host_name: str | None = None  # scutil HostName; unset on most Macs
     computer_name: str | None = None
+    serial_number: str | None = None  # ioreg's IOPlatformSerialNumber; derived from the name when unset
+    hardware_uuid: str | None = None  # ioreg's IOPlatformUUID; derived from the name when unset
     arch: Literal["x86_64", "arm64"] = "x86_64"
     rosetta: bool = False  # only meaningful on arm64
     macos_version: str = "14.6.1"
@@ -113,6 +117,16 @@ class HostSpec(_Strict):
     @property
     def effective_local_host_name(self) -> str:
         return self.local_host_name or self.name
+
+    @property
+    def effective_serial_number(self) -> str:
+        """A Mac serial's shape (12 upper-case letters and digits), stable per host name."""
+        digest = hashlib.sha256(f"serial:{self.name}".encode()).hexdigest().upper()
+        return self.serial_number or f"C02{digest[:9]}"
+
+    @property
+    def effective_hardware_uuid(self) -> str:
+        return self.hardware_uuid or str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.name}.macsim")).upper()
 
     @property
     def hostname(self) -> str:

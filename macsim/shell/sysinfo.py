@@ -91,9 +91,12 @@ async def sw_vers(p: Proc) -> int:
         "--buildVersion": spec.macos_build,
     }
     if not args:
-        # macOS 11+ layout (two tabs after each label)
+        # One tab after each label up to macOS 12, two from macOS 13: sw_vers captured over SSH from real
+        # 11.7.2, 12.7.6 and 15.7.1 hosts (github.com/fizzed/jne src/test/resources/fixtures/platforms/
+        # macos11, macos12-arm64, macos15-arm64/exec-swvers.txt); public 13.x and 14.x transcripts show two.
+        tab = "\t\t" if int(spec.macos_version.split(".")[0]) >= 13 else "\t"
         p.out(
-            f"ProductName:\t\tmacOS\nProductVersion:\t\t{spec.macos_version}\nBuildVersion:\t\t{spec.macos_build}"
+            f"ProductName:{tab}macOS\nProductVersion:{tab}{spec.macos_version}\nBuildVersion:{tab}{spec.macos_build}"
         )
         return 0
     if len(args) == 1 and args[0] in values:

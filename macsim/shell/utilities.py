@@ -1,6 +1,6 @@
 """Every POSIX utility and system-information tool the shell provides, by command name."""
 
-from macsim.shell import fileutils, procutils, sudo, sysinfo, testcmd, textutils
+from macsim.shell import fileutils, ioreg, procutils, sudo, sysinfo, testcmd, textutils
 from macsim.shell.proc import Tool
 
 TOOLS: dict[str, Tool] = {
@@ -10,4 +10,5 @@ TOOLS: dict[str, Tool] = {
     **sysinfo.TOOLS,
     **testcmd.TOOLS,
     **sudo.TOOLS,
+    **ioreg.TOOLS,
 }

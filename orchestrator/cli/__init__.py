@@ -42,6 +42,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     **{name: ("lifecycle", name, False)
        for name in ("uninstall", "reconfigure", "start", "stop", "restart", "converge", "logs")},
     "status": ("status", "status", False),
+    "facts": ("facts", "facts", False),
     "runs": ("runs", "app", True),
     "demo": ("demo", "demo", False),
 }  # fmt: skip

@@ -1,0 +1,160 @@
+"""Every read-only probe the workflows run on a Mac, derived from the workflows themselves, and the parser
+that reads each one (for the parser fixtures and `orchestrate facts --capture`).
+
+Nothing here keeps its own list of commands: the probes are each workflow's `fact_commands` and every
+read-only command its step planners return for the Mac's own facts (verify's probes among them), so a
+probe a workflow gains is captured without a change here. Only the parser map names probes: a captured
+probe without a parser is reported by the fixture tests. Pure: no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tasks import facts as f
+from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams
+from tasks.logs import LOG_PREFIX, LogsParams, parse_logs
+from tasks.model import Command, Plan, ProbeOutput, Refusal
+from tasks.reconfigure import ReconfigureParams
+from tasks.registry import WORKFLOWS
+from tasks.service import RestartParams, StartParams, StopParams
+from tasks.uninstall import UninstallParams
+
+RUN_ID = "capture"
+PRIVATE_DIR = "/private/tmp/macfleet-capture"  # never created: a capture runs read-only probes only
+CACHE_DIR = "/Library/Caches/macfleet"
+
+
+def _log(name: str) -> Callable[[ProbeOutput], str]:
+    return lambda out: parse_logs({f"{LOG_PREFIX}{name}": out})[name]
+
+
+# fixture directory (the probe's name, see `fixture_name`) -> the parser its output goes through
+PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
+    "sw_vers": f.parse_sw_vers,
+    "arch": f.parse_uname_m,
+    "x86_64": f.parse_rosetta,
+    "hostname": f.parse_hostname,
+    "local_host_name": f.parse_scutil_get,
+    "pkg_info": f.parse_pkg_info,
+    "binary_sha256": f.parse_shasum,
+    "dmg_cache": f.parse_shasum,
+    "conf": f.parse_conf,
+    "launchd": f.parse_launchctl_print,
+    "identities": f.parse_find_identity,
+    "certificates": f.parse_find_certificate,
+    "admin_trust": f.parse_dump_trust_settings,
+    "df": f.parse_df_k,
+    "client_log": f.parse_log_tail,
+    "pkg_location": f.parse_pkg_location,
+    "pkg_files": f.parse_pkg_files,
+    "present": f.parse_ls_d,
+    "log-client": _log("client"),
+    "log-daemon": _log("daemon"),
+}
+
+
+# a probe whose output more than one parser reads: its fixture is written once per parser
+ALSO_PARSED_AS: dict[str, tuple[str, ...]] = {"pkg_info": ("pkg_location",)}
+
+
+def fixture_name(probe: str) -> str:
+    """A probe's name as a directory name (`log:client` -> `log-client`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", probe).strip("-") or "probe"
+
+
+def _hex(n: int, width: int) -> str:
+    return f"{n:0{width}x}"
+
+
+def sample_params(kind: str, facts: Any = None) -> Any:
+    """Parameters a run of workflow `kind` could have on this Mac, so its planners name every probe they
+    use: the Mac's own version, conf and identity where the facts have them (a capture changes nothing:
+    only read-only commands of the resulting plans are run)."""
+    mac: f.MacFacts | None = getattr(facts, "mac", facts)
+    conf = dict(mac.conf or {}) if mac is not None else {}
+    version = (mac.client_version if mac is not None else None) or "1.0"
+    ident = mac.identities[0].sha1 if mac is not None and mac.identities else _hex(0, 40)
+    if kind in ("install", "upgrade"):
+        return InstallParams(
+            run_id=RUN_ID,
+            version=version,
+            switch=conf.get("Switch") or "switch.invalid:443",
+            background_url=conf.get("BackgroundChannelUrl") or "https://switch.invalid/Background/",
+            dmg=DmgRef(version, _hex(0, 64), 0, f"1e.client-macOS_v{version}.dmg"),
+            identity=IdentityRef(ident, _hex(0, 64), (mac.hostname,) if mac is not None else ()),
+            cas=tuple(
+                CaRef(c.sha256 or _hex(0, 64), c.sha1, c.label or "", c.label, f"ca-{i}.pem")
+                for i, c in enumerate(mac.certificates[:1] if mac is not None else ())
+            ),
+            private_dir=PRIVATE_DIR,
+            cache_dir=CACHE_DIR,
+        )
+    if kind == "uninstall":
+        cas = tuple(c.sha1 for c in (mac.certificates[:1] if mac is not None else ()))
+        return UninstallParams(RUN_ID, PRIVATE_DIR, None, True, ident, cas)
+    if kind == "reconfigure":
+        switch = conf.get("Switch") or "switch.invalid:443"
+        return ReconfigureParams(RUN_ID, (("SWITCH", switch),))
+    if kind == "logs":
+        return LogsParams(RUN_ID, f.LOG_TAIL_LINES, daemon=True)
+    service = {"start": StartParams, "stop": StopParams, "restart": RestartParams}
+    return service[kind](RUN_ID)
+
+
+def _add(found: dict[tuple[str, ...], tuple[str, Command]], name: str, c: Command) -> None:
+    if c.argv in found:
+        return
+    taken = {n for n, _ in found.values()}
+    unique, i = name, 2
+    while unique in taken:
+        unique, i = f"{name}-{i}", i + 1
+    found[c.argv] = (unique, Command(c.argv, sudo=c.sudo, mutating=False, ok_codes=c.ok_codes))
+
+
+def fact_probes() -> tuple[tuple[str, Command], ...]:
+    """Every workflow's fact probes, by name, each argv once (the first workflow's name wins)."""
+    found: dict[tuple[str, ...], tuple[str, Command]] = {}
+    for kind, wf in WORKFLOWS.items():
+        for name, c in wf.fact_commands(sample_params(kind)):
+            _add(found, name, c)
+    return tuple(found.values())
+
+
+def _plans(kind: str, facts: Any, params: Any) -> list[tuple[str, Plan]]:
+    plans = []
+    for sd in WORKFLOWS[kind].steps:
+        try:
+            plans.append((sd.name, sd.planner(facts, params)))
+        except (Refusal, ValueError, KeyError):
+            continue  # a planner that declines this Mac names no probe
+    return plans
+
+
+def plan_probes(outputs: Mapping[str, ProbeOutput]) -> tuple[tuple[tuple[str, Command], ...], list[str]]:
+    """The read-only commands the workflows' step plans (verify's probes among them) would run on the Mac
+    whose fact outputs these are, named like the fact probe with the same argv, else after the workflow
+    and step. Commands that read what a run pushes (its private directory) are left out. Also returns the
+    workflows whose facts did not parse (their plans are unknown: fix the parser first)."""
+    known = {c.argv: name for name, c in fact_probes()}
+    by_argv = {c.argv: outputs[name] for name, c in fact_probes() if name in outputs}
+    found: dict[tuple[str, ...], tuple[str, Command]] = {}
+    errors: list[str] = []
+    for kind, wf in WORKFLOWS.items():
+        # the workflow's own names for the outputs (a probe two workflows share ran once, under one name)
+        own = {n: by_argv[c.argv] for n, c in wf.fact_commands(sample_params(kind)) if c.argv in by_argv}
+        try:
+            facts = wf.parse_facts(sample_params(kind), own)
+            params = sample_params(kind, facts)
+        except (ValueError, KeyError) as e:
+            errors.append(f"{kind}: {e}")
+            continue
+        for step, plan in _plans(kind, facts, params):
+            for c in plan.commands:
+                words = (*c.argv, *(c.unless or ()))
+                if c.mutating or c.stdin is not None or any(PRIVATE_DIR in w for w in words):
+                    continue
+                if c.argv not in known:
+                    _add(found, f"{kind}.{step}", c)
+    return tuple(found.values()), errors
