@@ -24,6 +24,7 @@ from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR, Redactor
 from orchestrator.secrets import SecretBox, load_secret
 from orchestrator.state.models import Artifact, AuditEvent, CaCertificate, Device, DeviceJob, HostKeyPin, Run
+from tasks.hostnames import DEFAULT_NAME_RULE
 from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
 from tasks.model import Workflow
 from tasks.registry import WORKFLOWS, params_from_json
@@ -240,6 +241,7 @@ def _install_params(
         expected_team_id=p.get("expected_team_id"),
         min_free_bytes=int(p.get("min_free_bytes") or 0),
         allow_all_apps=bool(p.get("allow_all_apps")),
+        name_rule=str(p.get("name_rule") or DEFAULT_NAME_RULE),
     )
     state: dict[str, bytes] = {}
     cert_id = cert.id
