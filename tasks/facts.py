@@ -510,6 +510,46 @@ def parse_mac_facts(outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False
     )
 
 
+# ---- `orchestrate inventory probe`: who the Mac is, read without root in one exec -------------------------
+@dataclass(frozen=True)
+class HostFacts:
+    """The Mac's macOS version, architecture and names (keys as in MacFacts.as_json)."""
+
+    macos_version: str
+    arch: str
+    names: MacNames
+
+    def as_json(self) -> dict[str, Any]:
+        n = self.names
+        return {
+            "macos_version": self.macos_version,
+            "arch": self.arch,
+            "hostname": n.hostname,
+            "local_host_name": n.local_host_name,
+            "host_name": n.host_name,
+            "computer_name": n.computer_name,
+        }
+
+
+def host_fact_commands() -> tuple[tuple[str, Command], ...]:
+    names = ("sw_vers", "arch", "hostname", "local_host_name", "host_name", "computer_name")
+    return tuple((name, c) for name, c in mac_fact_commands() if name in names)
+
+
+def parse_host_facts(outputs: Mapping[str, ProbeOutput]) -> HostFacts:
+    require(outputs, host_fact_commands())
+    return HostFacts(
+        macos_version=parse_sw_vers(outputs["sw_vers"]),
+        arch=parse_uname_m(outputs["arch"]),
+        names=MacNames(
+            hostname=parse_hostname(outputs["hostname"]),
+            local_host_name=parse_scutil_get(outputs["local_host_name"]),
+            host_name=parse_scutil_get(outputs["host_name"]),
+            computer_name=parse_scutil_get(outputs["computer_name"]),
+        ),
+    )
+
+
 # ---- the lifecycle workflows' facts (uninstall, reconfigure, start/stop/restart, logs) -------------------
 @dataclass(frozen=True)
 class ClientFacts:

@@ -227,8 +227,9 @@ def add(
             data = path.read_bytes()
             with session_scope(context.engine()) as s:
                 r = store.import_pfx(
-                    s, vault, data, password, str(path), now=now, warn_days=warn_days, device_name=device
-                )
+                    s, vault, data, password, str(path), now=now, warn_days=warn_days, device_name=device,
+                    rule=context.settings().certs.name_rule,
+                )  # fmt: skip
                 entry.update(_import_json(r))
                 _record_import(s, path, r, source, password_file, password_env)
         except (PfxError, store.CertStoreError, OSError) as e:
@@ -380,7 +381,7 @@ def check(
     now = utcnow()
     with _errors(console), session_scope(context.engine()) as s:
         devices = inventory_store.resolve_targets(s, groups, limits)
-        checks = store.check_devices(s, vault, devices, now, warn_days)
+        checks = store.check_devices(s, vault, devices, now, warn_days, context.settings().certs.name_rule)
         data = [
             {
                 "device": c.device.name,

@@ -308,3 +308,17 @@ def cas_added(session: Session, device_id: str) -> tuple[str, ...]:
         if doc.get("device_id") == device_id and doc.get("sha1"):
             out.append(str(doc["sha1"]).lower())
     return tuple(dict.fromkeys(out))
+
+
+def ssh_access(
+    session: Session, settings: Settings, device: Device, box: Callable[[], SecretBox]
+) -> tuple[SshTarget, SshAuth, HostKeyPolicy]:
+    """How to reach and log in to a device without a run (`inventory probe`). Raises InputError."""
+    user = device.user or settings.ssh.user
+    if not user:
+        raise InputError(
+            "BadInventory", f"{device.name}: no SSH user (set `user` in the inventory or [ssh] user)"
+        )
+    auth = _auth(session, box, device, settings, [])
+    target = SshTarget(host=device.address, port=device.port, username=user)
+    return target, auth, _host_keys(session, device, settings)
