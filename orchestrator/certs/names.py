@@ -28,3 +28,11 @@ def names_of(device: Device) -> tuple[str, ...]:
     live = live_names(device)
     found = [live.sharing, live.hostname] if live is not None else []
     return tuple(dict.fromkeys(n for n in [*found, device.target_hostname] if n))
+
+
+def certificate_name(device: Device, rule: str) -> str:
+    """The name to issue a device's certificate for: the first of its live names `rule` accepts (the
+    Sharing-pane name under `either`/`sharing`), else its target host name."""
+    live = live_names(device)
+    wanted = live.accepted(rule) if live is not None else ()
+    return wanted[0][1] if wanted else device.target_hostname

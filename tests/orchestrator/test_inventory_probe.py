@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -114,6 +115,16 @@ async def test_probe_stores_live_names_then_certs_add_and_check_use_them(
         assert "mac-hn (Mac-HN.local)" in r.stderr and "mac-plain (mac-plain.local)" in r.stderr
         with Session(engine) as s:
             assert len(s.exec(select(ClientCertificate)).all()) == before
+
+        # lab issuing takes the live name the rule prefers: the Sharing-pane name, not the DHCP name
+        ca_key = m.lab()["root"][1]
+        (tmp_path / "ca.key").write_bytes(ca_key.private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))  # fmt: skip
+        r = await run("certs", "issue", "--limit", "mac-dhcp", "--ca-cert", str(root), "--ca-key",
+                      str(tmp_path / "ca.key"), "--out", str(tmp_path / "issued"), "--no-import", *pw,
+                      "--json")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)[0]["hostname"] == "Lab-DHCP.local"
 
         # certs check judges against the live names under the name rule, before any deploy
         r = await run("certs", "check", "--limit", "mac-hn,mac-dhcp,mac-plain", "--json")
