@@ -63,6 +63,9 @@ class HostSpec(_Strict):
     port: int | None = Field(default=None, ge=0, le=65535)  # None/0: any free port
     local_host_name: str | None = None
     host_name: str | None = None  # scutil HostName; unset on most Macs
+    # the name the DHCP server gives (or reverse DNS finds) for the primary address: `hostname` prints it
+    # when HostName is not set (configd's order; see `hostname` below)
+    network_host_name: str | None = None
     computer_name: str | None = None
     serial_number: str | None = None  # ioreg's IOPlatformSerialNumber; derived from the name when unset
     hardware_uuid: str | None = None  # ioreg's IOPlatformUUID; derived from the name when unset
@@ -87,7 +90,7 @@ class HostSpec(_Strict):
             raise ValueError(f"not a valid LocalHostName (letters, digits, hyphens; ≤ 63): {v!r}")
         return v
 
-    @field_validator("host_name")
+    @field_validator("host_name", "network_host_name")
     @classmethod
     def _host_name(cls, v: str | None) -> str | None:
         if v is not None and not _HOST_NAME.match(v):
@@ -130,8 +133,11 @@ class HostSpec(_Strict):
 
     @property
     def hostname(self) -> str:
-        """What `hostname` prints: HostName when set, otherwise LocalHostName + `.local`."""
-        return self.host_name or f"{self.effective_local_host_name}.local"
+        """What `hostname` prints, in configd's order: HostName when set, else the name DHCP or reverse DNS
+        gives the primary address, else LocalHostName + `.local` (Apple's Mac OS X Server worksheet, quoted
+        at excitedcuriosity.wordpress.com 2007-08-24; a Mac with HostName not set printing a DHCP name:
+        github.com/tofrankie/blog issue 29)."""
+        return self.host_name or self.network_host_name or f"{self.effective_local_host_name}.local"
 
 
 class FleetSpec(_Strict):

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -159,6 +159,15 @@ class CelerySettings(_Section):
         return self.visibility_timeout or self.task_time_limit * 1.1
 
 
+class CertSettings(_Section):
+    """Client certificates (see tasks/hostnames.py for a Mac's names)."""
+
+    name_rule: Literal["sharing", "hostname", "either"] = "either"
+    """Which of the Mac's names the certificate's CN or a SAN DNS name must equal (exactly, case-sensitive):
+    `sharing` LocalHostName + ".local" (the Sharing pane's name); `hostname` what `hostname` prints;
+    `either` the Sharing-pane name, or `hostname` where the Mac's HostName is set."""
+
+
 class Settings(BaseSettings):
     """Everything the controller reads from its configuration (see the module docstring for sources)."""
 
@@ -190,6 +199,7 @@ class Settings(BaseSettings):
     ssh: SshSettings = Field(default_factory=SshSettings)
     waves: WaveSettings = Field(default_factory=WaveSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
+    certs: CertSettings = Field(default_factory=CertSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -34,6 +35,7 @@ from orchestrator.state.models import (
     StepRun,
     utcnow,
 )
+from tasks.hostnames import MacNames
 
 __all__ = [
     "DeviceDetail",
@@ -46,6 +48,8 @@ __all__ = [
     "group_tree",
     "import_inventory",
     "list_devices",
+    "live_names_json",
+    "record_probe",
     "remove_devices",
     "rename_device",
     "resolve_targets",
@@ -115,6 +119,7 @@ class DeviceDetail:
                 "macos_version": d.macos_version,
                 "connected": d.connected,
                 "facts_at": d.facts_at.isoformat() if d.facts_at else None,
+                "names": live_names_json(d),
                 "last_run_id": d.last_run_id,
                 "last_error": d.last_error,
                 "created_at": d.created_at.isoformat() if d.created_at else None,
@@ -453,4 +458,39 @@ def rename_device(session: Session, old: str, new: str, actor: str) -> Device:
     session.add(d)
     session.flush()
     audit.record(session, actor, "inventory.rename", {"device_id": d.id, "old": old, "new": new})
+    return d
+
+
+# ---------------------------------------------------------------- live names (`inventory probe`)
+
+
+def live_names_json(d: Device) -> dict[str, Any] | None:
+    """The Mac's names from its stored facts (hostname, LocalHostName, HostName, ComputerName and the
+    Sharing-pane name LocalHostName.local), None when it never reported them."""
+    try:
+        doc = json.loads(d.facts_json) if d.facts_json else None
+    except ValueError:
+        return None
+    names = MacNames.from_facts(doc) if isinstance(doc, dict) else None
+    return names.as_json() if names is not None else None
+
+
+def record_probe(session: Session, device_id: str, facts: Mapping[str, Any], at: datetime) -> Device:
+    """Store what `inventory probe` read from a Mac: merged into its facts (a run's richer facts keep their
+    other keys), with the reported host name, architecture and macOS version columns."""
+    d = session.get(Device, device_id)
+    if d is None:
+        raise InventoryStoreError(f"device {device_id} was removed during the probe; probe again")
+    try:
+        doc = json.loads(d.facts_json) if d.facts_json else {}
+    except ValueError:
+        doc = {}
+    doc = {**(doc if isinstance(doc, dict) else {}), **facts}
+    d.facts_json = json.dumps(doc, sort_keys=True)
+    d.facts_at = at
+    d.reported_hostname = str(facts["hostname"])
+    d.arch = facts.get("arch") or d.arch
+    d.macos_version = facts.get("macos_version") or d.macos_version
+    session.add(d)
+    session.flush()
     return d

@@ -36,6 +36,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator import audit
 from orchestrator.artifacts import list_artifacts
+from orchestrator.certs.names import live_names
 from orchestrator.config import Settings
 from orchestrator.inventory_store import device_groups, group_tree, resolve_targets
 from orchestrator.leases import device_holder
@@ -53,6 +54,7 @@ from orchestrator.state.models import (
     utcnow,
 )
 from orchestrator.waves import WaveSpecError, assign_waves, parse_threshold, parse_waves
+from tasks.hostnames import DEFAULT_NAME_RULE, MacNames, match_names
 
 __all__ = [
     "FREE_SPACE_MARGIN",
@@ -317,6 +319,7 @@ def _params(
         "verify_timeout": float(d.verify_timeout),
         "min_free_bytes": int(2 * art.size + FREE_SPACE_MARGIN),
         "ca_sha256s": list(cas),
+        "name_rule": settings.certs.name_rule,
     }
 
 
@@ -324,11 +327,16 @@ def _params(
 
 
 def _cert_problem(
-    cert: ClientCertificate | None, hostname: str | None, now: datetime
+    cert: ClientCertificate | None,
+    hostname: str | None,
+    now: datetime,
+    names: MacNames | None = None,
+    rule: str = DEFAULT_NAME_RULE,
 ) -> tuple[str, str] | None:
-    """The reason a device's active certificate cannot be used, or None. hostname: the Mac's host name when
-    known (reported by the Mac, or declared in the inventory); None skips the name check, which the
-    runner's preflight then makes against what the Mac reports."""
+    """The reason a device's active certificate cannot be used, or None. names: the Mac's live names
+    (`inventory probe`, a run's facts), judged under `rule`; else hostname: the host name declared in the
+    inventory; neither skips the name check, which the runner's preflight then makes against what the Mac
+    reports."""
     if cert is None:
         return (
             "NoCertificate",
@@ -339,10 +347,15 @@ def _cert_problem(
         san = [str(n) for n in json.loads(cert.san_dns_json or "[]")]
     except ValueError:
         san = []
-    names = list(dict.fromkeys(([cert.subject_cn] if cert.subject_cn else []) + san))
-    if hostname is not None and hostname not in names:
-        shown = ", ".join(repr(n) for n in names) or "no CN and no SAN DNS name"
-        case = any(n.lower() == hostname.lower() for n in names)
+    carried = list(dict.fromkeys(([cert.subject_cn] if cert.subject_cn else []) + san))
+    if names is not None:
+        named = match_names(carried, names, rule)
+        if not named.ok:
+            return ("HostnameMismatch", f"{named.problem()}: {named.hint()}")
+        hostname = None  # judged against the live names
+    if hostname is not None and hostname not in carried:
+        shown = ", ".join(repr(n) for n in carried) or "no CN and no SAN DNS name"
+        case = any(n.lower() == hostname.lower() for n in carried)
         hint = " (only the case differs; the match is case-sensitive)" if case else ""
         return (
             "HostnameMismatch",
@@ -364,7 +377,9 @@ def _cert_problem(
     return None
 
 
-def _refusals(session: Session, devices: Sequence[Device], now: datetime) -> dict[str, tuple[str, str]]:
+def _refusals(
+    session: Session, devices: Sequence[Device], now: datetime, rule: str = DEFAULT_NAME_RULE
+) -> dict[str, tuple[str, str]]:
     """Device id -> (error_type, message) for each device that must not run; two queries in all."""
     ids = {d.id for d in devices}
     certs: dict[str, ClientCertificate] = {}
@@ -393,7 +408,9 @@ def _refusals(session: Session, devices: Sequence[Device], now: datetime) -> dic
             continue
         # Only a host name we know is checked: an inventory name alone ("mac-01") is a handle, not what
         # the Mac's `hostname` prints, and refusing on it would turn good devices away.
-        problem = _cert_problem(certs.get(d.id), d.reported_hostname or d.expected_hostname, now)
+        problem = _cert_problem(
+            certs.get(d.id), d.reported_hostname or d.expected_hostname, now, live_names(d), rule
+        )
         if problem is not None:
             out[d.id] = problem
     return out
@@ -464,7 +481,7 @@ def plan_run(
     params = _params(session, settings, request, groups)
     params.update(extra or {})
     now = utcnow()
-    refused = _refusals(session, devices, now)
+    refused = _refusals(session, devices, now, str(params.get("name_rule") or DEFAULT_NAME_RULE))
     run_ids = [d.id for d in devices if d.id not in refused]
     names = {d.id: d.name for d in devices}
     wave_of: dict[str, int] = {}

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.hostnames import MacNames
 from tasks.model import Command, ProbeOutput
 
 # macOS and 1E Client facts (../shared/DESIGN.md "macOS facts").
@@ -144,16 +145,20 @@ def parse_rosetta(out: ProbeOutput) -> bool:
 
 
 def parse_hostname(out: ProbeOutput) -> str:
-    """`hostname`: the name the client certificate must match exactly."""
+    """`hostname`: configd's HostName when set, else a DHCP or reverse-DNS name, else LocalHostName.local
+    (see tasks/hostnames.py for which name a certificate must carry)."""
     if _finished(out, "hostname") != 0 or not out.stdout.strip():
         raise FactsError(f"hostname failed: {out.stderr.strip()}")
     return out.stdout.strip()
 
 
 def parse_scutil_get(out: ProbeOutput) -> str | None:
-    """`scutil --get KEY`: the value, or None when it is not set ("KEY: not set", exit 1)."""
+    """`scutil --get KEY`: the value, or None when it is not set ("KEY: not set" on stderr, exit 1: chef/chef
+    pull request 10724 quotes `scutil --get HostName` so on a real Mac; any other failure is an error)."""
     if _finished(out, "scutil --get") != 0:
-        return None
+        if "not set" in out.stderr or "not set" in out.stdout:
+            return None
+        raise FactsError(f"scutil --get failed: {(out.stderr or out.stdout).strip()}")
     return out.stdout.strip() or None
 
 
@@ -367,6 +372,8 @@ class MacFacts:
     can_run_x86_64: bool
     hostname: str
     local_host_name: str | None
+    host_name: str | None  # scutil HostName; None: not set
+    computer_name: str | None
     client_version: str | None
     binary_sha256: str | None
     conf: Mapping[str, str] | None
@@ -383,6 +390,10 @@ class MacFacts:
         """The running daemon's last start block reached the Switch."""
         return self.job.running and self.log_block is not None and self.log_block.connected
 
+    @property
+    def names(self) -> MacNames:
+        return MacNames(self.hostname, self.local_host_name, self.host_name, self.computer_name)
+
     def identity(self, sha1: str) -> Identity | None:
         return next((i for i in self.identities if i.sha1.upper() == sha1.upper()), None)
 
@@ -393,6 +404,8 @@ class MacFacts:
             "can_run_x86_64": self.can_run_x86_64,
             "hostname": self.hostname,
             "local_host_name": self.local_host_name,
+            "host_name": self.host_name,
+            "computer_name": self.computer_name,
             "client_version": self.client_version,
             "binary_sha256": self.binary_sha256,
             "conf": dict(self.conf) if self.conf is not None else None,
@@ -420,6 +433,8 @@ class MacFacts:
             can_run_x86_64=bool(data["can_run_x86_64"]),
             hostname=str(data["hostname"]),
             local_host_name=data["local_host_name"],
+            host_name=data["host_name"],
+            computer_name=data["computer_name"],
             client_version=data["client_version"],
             binary_sha256=data["binary_sha256"],
             conf=dict(data["conf"]) if data["conf"] is not None else None,
@@ -452,6 +467,8 @@ def mac_fact_commands() -> tuple[tuple[str, Command], ...]:
         ("x86_64", _ro("arch", "-x86_64", "/usr/bin/true")),
         ("hostname", _ro("hostname")),
         ("local_host_name", _ro("scutil", "--get", "LocalHostName")),
+        ("host_name", _ro("scutil", "--get", "HostName")),
+        ("computer_name", _ro("scutil", "--get", "ComputerName")),
         ("pkg_info", _ro("pkgutil", "--pkg-info", PKG_ID)),
         ("binary_sha256", _ro("shasum", "-a", "256", BINARY)),
         ("conf", _ro("cat", CONF)),
@@ -478,6 +495,8 @@ def parse_mac_facts(outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False
         can_run_x86_64=parse_rosetta(outputs["x86_64"]),
         hostname=parse_hostname(outputs["hostname"]),
         local_host_name=parse_scutil_get(outputs["local_host_name"]),
+        host_name=parse_scutil_get(outputs["host_name"]),
+        computer_name=parse_scutil_get(outputs["computer_name"]),
         client_version=parse_pkg_info(outputs["pkg_info"]),
         binary_sha256=parse_shasum(outputs["binary_sha256"]),
         conf=parse_conf(outputs["conf"]),
@@ -488,6 +507,46 @@ def parse_mac_facts(outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False
         free_bytes=parse_df_k(outputs["df"]),
         dmg_cached=dmg_cached,
         log_block=parse_log_tail(outputs["client_log"]),
+    )
+
+
+# ---- `orchestrate inventory probe`: who the Mac is, read without root in one exec -------------------------
+@dataclass(frozen=True)
+class HostFacts:
+    """The Mac's macOS version, architecture and names (keys as in MacFacts.as_json)."""
+
+    macos_version: str
+    arch: str
+    names: MacNames
+
+    def as_json(self) -> dict[str, Any]:
+        n = self.names
+        return {
+            "macos_version": self.macos_version,
+            "arch": self.arch,
+            "hostname": n.hostname,
+            "local_host_name": n.local_host_name,
+            "host_name": n.host_name,
+            "computer_name": n.computer_name,
+        }
+
+
+def host_fact_commands() -> tuple[tuple[str, Command], ...]:
+    names = ("sw_vers", "arch", "hostname", "local_host_name", "host_name", "computer_name")
+    return tuple((name, c) for name, c in mac_fact_commands() if name in names)
+
+
+def parse_host_facts(outputs: Mapping[str, ProbeOutput]) -> HostFacts:
+    require(outputs, host_fact_commands())
+    return HostFacts(
+        macos_version=parse_sw_vers(outputs["sw_vers"]),
+        arch=parse_uname_m(outputs["arch"]),
+        names=MacNames(
+            hostname=parse_hostname(outputs["hostname"]),
+            local_host_name=parse_scutil_get(outputs["local_host_name"]),
+            host_name=parse_scutil_get(outputs["host_name"]),
+            computer_name=parse_scutil_get(outputs["computer_name"]),
+        ),
     )
 
 

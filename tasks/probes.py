@@ -37,6 +37,8 @@ PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
     "x86_64": f.parse_rosetta,
     "hostname": f.parse_hostname,
     "local_host_name": f.parse_scutil_get,
+    "host_name": f.parse_scutil_get,
+    "computer_name": f.parse_scutil_get,
     "pkg_info": f.parse_pkg_info,
     "binary_sha256": f.parse_shasum,
     "dmg_cache": f.parse_shasum,

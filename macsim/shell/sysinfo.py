@@ -195,10 +195,12 @@ async def scutil(p: Proc) -> int:
             "HostName": spec.host_name,
         }
         if key not in values:
-            return usage(p, "usage: scutil --get pref")
+            # an unknown pref is a usage error: usage() exits EX_USAGE (Apple configd, scutil.tproj/scutil.c)
+            return usage(p, "usage: scutil --get pref", status=64)
         v = values[key]
         if v is None:
-            p.out(f"{key}: not set")
+            # on stderr, exit 1: chef/chef pull request 10724 quotes a real Mac's `scutil --get HostName`
+            p.err(f"{key}: not set")
             return 1
         p.out(v)
         return 0

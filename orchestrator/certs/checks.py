@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.certs.x509info import CertFacts
+from tasks.hostnames import DEFAULT_NAME_RULE, MacNames, NameMatch, match_names
 
 REQUIRED_EKU = "clientAuth"
 REQUIRED_KU = ("digitalSignature", "keyEncipherment")
@@ -81,6 +82,8 @@ class CertVerdict:
     reason: str
     expected_hostname: str
     findings: tuple[Finding, ...] = ()
+    # judged against the Mac's live names (inventory probe or a run's facts): which name it carries
+    names: NameMatch | None = None
 
     @property
     def usable(self) -> bool:
@@ -93,6 +96,9 @@ class CertVerdict:
             "reason": self.reason,
             "expected_hostname": self.expected_hostname,
             "findings": [{"status": str(f.status), "reason": f.reason} for f in self.findings],
+            "names": (
+                {**self.names.names.as_json(), **self.names.as_json()} if self.names is not None else None
+            ),
         }
 
 
@@ -117,6 +123,18 @@ def check_name(cert: CertFacts, expected_hostname: str) -> Finding | None:
         f"certificate names {shown}, not this Mac's host name; the subject CN or a SAN DNS name must be "
         f"exactly {expected_hostname!r}",
     )
+
+
+def cert_names(cert: CertFacts) -> tuple[str, ...]:
+    """The subject CN and the SAN DNS names, each once."""
+    return tuple(dict.fromkeys(([cert.subject_cn] if cert.subject_cn else []) + list(cert.san_dns)))
+
+
+def check_live_names(match: NameMatch) -> Finding | None:
+    """None when the certificate carries one of the Mac's accepted live names (tasks/hostnames)."""
+    if match.ok:
+        return None
+    return Finding(CertStatus.NAME_MISMATCH, f"{match.problem()}: {match.hint()}")
 
 
 def check_usage(cert: CertFacts) -> Finding | None:
@@ -210,12 +228,18 @@ def check_client_cert(
     known_cas: Sequence[CertFacts],
     now: datetime,
     warn_days: int,
+    names: MacNames | None = None,
+    rule: str = DEFAULT_NAME_RULE,
 ) -> CertVerdict:
     """Judge a device's client certificate. Pure; never raises for well-formed facts.
 
     The verdict's status is the most important problem found (CertStatus order), its reason says what to
-    do; every problem is listed in findings.
+    do; every problem is listed in findings. With the Mac's live `names`, the name is judged against them
+    under `rule` (tasks/hostnames: the Sharing-pane name and/or `hostname`) instead of expected_hostname.
     """
+    if names is not None:
+        wanted = names.accepted(rule)
+        expected_hostname = wanted[0][1] if wanted else names.hostname
     if cert_facts is None:
         return CertVerdict(
             CertStatus.NO_CERTIFICATE,
@@ -225,6 +249,9 @@ def check_client_cert(
             (Finding(CertStatus.NO_CERTIFICATE, "no client certificate"),),
         )
     cert = cert_facts.cert
+    match = match_names(cert_names(cert), names, rule) if names is not None else None
+    if match is not None and match.name is not None:
+        expected_hostname = match.name
     found: list[Finding] = []
     if not cert_facts.has_private_key:
         found.append(
@@ -237,7 +264,7 @@ def check_client_cert(
             )
         )
     for f in (
-        check_name(cert, expected_hostname),
+        check_name(cert, expected_hostname) if match is None else check_live_names(match),
         check_validity(cert, now, warn_days),
         check_usage(cert),
         check_chain(cert, cert_facts.chain, known_cas, now),
@@ -245,6 +272,9 @@ def check_client_cert(
         if f is not None:
             found.append(f)
     if not found:
-        return CertVerdict(CertStatus.OK, f"valid until {_day(cert.not_after)}", expected_hostname, ())
+        ok = f"valid until {_day(cert.not_after)}"
+        if match is not None and match.names.two_names:
+            ok += f"; {match.describe()}"  # the Mac has two names: say which one this certificate carries
+        return CertVerdict(CertStatus.OK, ok, expected_hostname, (), match)
     found.sort(key=lambda f: _PRECEDENCE[f.status])
-    return CertVerdict(found[0].status, found[0].reason, expected_hostname, tuple(found))
+    return CertVerdict(found[0].status, found[0].reason, expected_hostname, tuple(found), match)

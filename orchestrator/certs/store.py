@@ -17,6 +17,7 @@ from cryptography import x509
 from sqlmodel import Session, col, select
 
 from orchestrator.certs.checks import CertStatus, CertVerdict, check_client_cert
+from orchestrator.certs.names import live_names, names_of
 from orchestrator.certs.pfx import (
     PfxAlgorithms,
     PfxContents,
@@ -30,6 +31,7 @@ from orchestrator.certs.pfx import (
 from orchestrator.certs.x509info import CertFacts, describe, normalize_fingerprint, to_der
 from orchestrator.secrets import SecretBox, SecretNotFound, load_secret, store_secret
 from orchestrator.state.models import CaCertificate, ClientCertificate, Device, Secret, utcnow
+from tasks.hostnames import DEFAULT_NAME_RULE
 
 
 class CertStoreError(ValueError):
@@ -148,10 +150,11 @@ def _names(facts: CertFacts) -> list[str]:
 def map_device(session: Session, facts: CertFacts, source: str, device_name: str | None = None) -> Device:
     """The device a certificate belongs to.
 
-    With device_name, that device (its name is still checked by the verdict). Otherwise the one device whose
-    target host name equals the CN or a SAN DNS name exactly; failing that, the one whose name differs only
-    in case (the verdict then reports the mismatch with the exact expected value). Raises NoDeviceMatch or
-    CertStoreError (unknown --device, several devices).
+    With device_name, that device (its name is still checked by the verdict). Otherwise the one device one of
+    whose names (`names_of`: the live Sharing-pane name and `hostname` from `inventory probe` or a run, and
+    the inventory's host name) equals the CN or a SAN DNS name exactly; failing that, the one whose name
+    differs only in case (the verdict then reports the mismatch with the exact expected value). Raises
+    NoDeviceMatch or CertStoreError (unknown --device, several devices).
     """
     if device_name is not None:
         dev = session.exec(select(Device).where(Device.name == device_name)).first()
@@ -159,22 +162,27 @@ def map_device(session: Session, facts: CertFacts, source: str, device_name: str
             raise CertStoreError(f"{source}: no device named {device_name!r} in the inventory")
         return dev
     names = _names(facts)
-    devices = list(session.exec(select(Device)).all())
-    exact = [d for d in devices if d.target_hostname in names]
+    known = [(d, names_of(d)) for d in session.exec(select(Device)).all()]
+    carried = {d.id: [n for n in ns if n in names] for d, ns in known}
+    exact = [d for d, _ in known if carried[d.id]]
     if not exact:
         lowered = {n.lower() for n in names}
-        exact = [d for d in devices if d.target_hostname.lower() in lowered]
+        carried = {d.id: [n for n in ns if n.lower() in lowered] for d, ns in known}
+        exact = [d for d, _ in known if carried[d.id]]
     if len(exact) == 1:
         return exact[0]
     shown = ", ".join(repr(n) for n in names) or "no CN or SAN DNS name"
     if len(exact) > 1:
+        ordered = sorted(exact, key=lambda d: d.name)
+        which = "; ".join(f"{d.name} ({', '.join(carried[d.id])})" for d in ordered)
         raise CertStoreError(
-            f"{source}: certificate names {shown}, which match several devices "
-            f"({', '.join(sorted(d.name for d in exact))}); choose one with --device"
+            f"{source}: certificate names {shown}, which several devices carry ({which}); choose one with "
+            "--device NAME"
         )
     raise NoDeviceMatch(
         f"{source}: no device's host name matches the certificate ({shown}); the subject CN or a SAN DNS "
-        "name must equal the device's host name exactly, or give --device NAME"
+        "name must equal a device's host name exactly: run `orchestrate inventory probe` so the Macs' live "
+        "names are known, set expected_hostname in the inventory, or give --device NAME"
     )
 
 
@@ -188,6 +196,7 @@ def import_pfx(
     now: datetime,
     warn_days: int = 30,
     device_name: str | None = None,
+    rule: str = DEFAULT_NAME_RULE,
 ) -> PfxImport:
     """Open a PFX for real, map it to a device, store it (PFX and password as secrets) as the device's
     active certificate (earlier ones become inactive), and judge it.
@@ -205,7 +214,8 @@ def import_pfx(
     except PfxError:
         algorithms = None  # BER-encoded files open but are not walkable; the workflow re-wraps anyway
     known = known_ca_facts(session)
-    verdict = check_client_cert(facts, device.target_hostname, known, now, warn_days)
+    live = live_names(device)
+    verdict = check_client_cert(facts, device.target_hostname, known, now, warn_days, live, rule)
 
     digest = hashlib.sha256(data).hexdigest()[:24]
     pfx_name = f"pfx:{device.id}:{digest}"
@@ -311,17 +321,19 @@ def check_devices(
     devices: Sequence[Device],
     now: datetime,
     warn_days: int = 30,
+    rule: str = DEFAULT_NAME_RULE,
 ) -> list[DeviceCheck]:
-    """Judge every device's active certificate (opening each stored PFX for real) against its current
-    target host name and the known CAs. A stored PFX that no longer opens is reported, not raised."""
+    """Judge every device's active certificate (opening each stored PFX for real) against the Mac's live
+    names under `rule` when it reported them (`inventory probe`, a run), else its target host name, and
+    the known CAs. A stored PFX that no longer opens is reported, not raised."""
     known = known_ca_facts(session)
     out: list[DeviceCheck] = []
     for dev in devices:
         row = active_certificate(session, dev.id)
+        live = live_names(dev)
         if row is None:
-            out.append(
-                DeviceCheck(dev, None, check_client_cert(None, dev.target_hostname, known, now, warn_days))
-            )
+            none = check_client_cert(None, dev.target_hostname, known, now, warn_days, live, rule)
+            out.append(DeviceCheck(dev, None, none))
             continue
         data, password = load_pfx(session, vault, row)
         try:
@@ -329,6 +341,6 @@ def check_devices(
         except PfxError as e:
             verdict = CertVerdict(CertStatus.NO_CERTIFICATE, str(e), dev.target_hostname)
         else:
-            verdict = check_client_cert(facts, dev.target_hostname, known, now, warn_days)
+            verdict = check_client_cert(facts, dev.target_hostname, known, now, warn_days, live, rule)
         out.append(DeviceCheck(dev, row, verdict))
     return out

@@ -22,6 +22,7 @@ from orchestrator import audit
 from orchestrator.certs import issue as lab
 from orchestrator.certs import store
 from orchestrator.certs.checks import CertVerdict
+from orchestrator.certs.names import certificate_name
 from orchestrator.certs.pfx import PfxError
 from orchestrator.certs.profile import build_profile
 from orchestrator.certs.x509info import CertFacts, CertificateLoadError, load_certificates
@@ -227,8 +228,9 @@ def add(
             data = path.read_bytes()
             with session_scope(context.engine()) as s:
                 r = store.import_pfx(
-                    s, vault, data, password, str(path), now=now, warn_days=warn_days, device_name=device
-                )
+                    s, vault, data, password, str(path), now=now, warn_days=warn_days, device_name=device,
+                    rule=context.settings().certs.name_rule,
+                )  # fmt: skip
                 entry.update(_import_json(r))
                 _record_import(s, path, r, source, password_file, password_env)
         except (PfxError, store.CertStoreError, OSError) as e:
@@ -258,7 +260,7 @@ def _import_json(r: store.PfxImport) -> dict[str, Any]:
         "stored": True,
         "unchanged": r.unchanged,
         "device": r.device.name,
-        "expected_hostname": r.device.target_hostname,
+        "expected_hostname": r.verdict.expected_hostname,
         "certificate_id": r.row.id,
         "subject": r.row.subject,
         "sha1": r.row.sha1,
@@ -380,11 +382,11 @@ def check(
     now = utcnow()
     with _errors(console), session_scope(context.engine()) as s:
         devices = inventory_store.resolve_targets(s, groups, limits)
-        checks = store.check_devices(s, vault, devices, now, warn_days)
+        checks = store.check_devices(s, vault, devices, now, warn_days, context.settings().certs.name_rule)
         data = [
             {
                 "device": c.device.name,
-                "hostname": c.device.target_hostname,
+                "hostname": c.verdict.expected_hostname,
                 "certificate_id": c.cert.id if c.cert else None,
                 "sha1": c.cert.sha1 if c.cert else None,
                 "not_after": c.cert.not_after.isoformat() if c.cert else None,
@@ -504,8 +506,9 @@ def issue(
         issued: list[dict[str, Any]] = []
         for dev in devices:
             pw = fixed or one_time_password()
-            data = lab.issue_client_pfx(certs[0], key, dev.target_hostname, pw, now, days, chain=certs)
-            entry: dict[str, Any] = {"device": dev.name, "hostname": dev.target_hostname}
+            name = certificate_name(dev, context.settings().certs.name_rule)  # its live name, when probed
+            data = lab.issue_client_pfx(certs[0], key, name, pw, now, days, chain=certs)
+            entry: dict[str, Any] = {"device": dev.name, "hostname": name}
             if out is not None:
                 dest = out / f"{dev.name}.pfx"
                 fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -515,8 +518,9 @@ def issue(
             if vault is not None:
                 with session_scope(context.engine()) as s:
                     r = store.import_pfx(
-                        s, vault, data, pw, f"issued for {dev.name}", now=now, device_name=dev.name
-                    )
+                        s, vault, data, pw, f"issued for {dev.name}", now=now, device_name=dev.name,
+                        rule=context.settings().certs.name_rule,
+                    )  # fmt: skip
                     entry.update(_import_json(r))
             issued.append(entry)
     _audit(

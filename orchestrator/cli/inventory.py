@@ -18,7 +18,7 @@ from sqlmodel import Session
 from inventory import FORMATS, InventoryError, TargetingError, load_file
 from orchestrator import inventory_store as store
 from orchestrator.cli import context
-from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
 
@@ -133,7 +133,7 @@ def _address_port(address: str, port: int) -> str:
 
 @app.command("show")
 def show(host: Annotated[str, typer.Argument(help="Device name.")], json_out: JsonOpt = False) -> None:
-    """Show one device: inventory fields, groups, variables, facts and last outcome."""
+    """Show one device: inventory fields, groups, variables, facts, live names and last outcome."""
     console = Console(json_mode=json_out)
     with _errors(console):
         data = _in_session(lambda s: store.show_device(s, host).to_dict())
@@ -149,6 +149,7 @@ def show(host: Annotated[str, typer.Argument(help="Device name.")], json_out: Js
         ["all groups", ", ".join(data["all_groups"])],
         ["expected host name", data["expected_hostname"]],
         ["reported host name", data["reported_hostname"] or ""],
+        *_name_rows(data.get("names")),
         ["installed version", data["installed_version"] or ""],
         ["last outcome", data["last_outcome"] or ""],
         ["last error", data["last_error"] or ""],
@@ -206,3 +207,34 @@ def rename(
     console.success(f"renamed {old} → {d.name} (id {d.id})")
     if d.expected_hostname is None:
         console.warning(f"{d.name} has no expected_hostname: its certificate must now match {d.name!r}")
+
+
+@app.command("probe")
+def probe(
+    group: GroupOpt = None,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read each targeted Mac's names (hostname, LocalHostName, HostName, ComputerName), macOS version and
+    architecture: one read-only exec per Mac, in parallel, and store them. Exit 1 when a Mac could not be
+    read (the others are stored)."""
+    from orchestrator.cli.inventory_probe import run_probe
+
+    console = Console(json_mode=json_out)
+    groups, limits = targets(group, limit)
+    with _errors(console):
+        code = run_probe(console, groups, limits, concurrency)
+    raise typer.Exit(code)
+
+
+def _name_rows(names: dict[str, str | None] | None) -> list[list[str]]:
+    """The Mac's live names (from `inventory probe` or a run's facts), when it reported them."""
+    if names is None:
+        return [["live names", "(not probed: orchestrate inventory probe)"]]
+    return [
+        ["Sharing-pane name", names["sharing_name"] or ""],
+        ["LocalHostName", names["local_host_name"] or ""],
+        ["HostName", names["host_name"] or "(not set)"],
+        ["ComputerName", names["computer_name"] or ""],
+    ]

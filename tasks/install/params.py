@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from tasks.hostnames import DEFAULT_NAME_RULE, check_rule
+
 
 @dataclass(frozen=True)
 class CaRef:
@@ -60,8 +62,10 @@ class InstallParams:
     expected_team_id: str | None = None
     min_free_bytes: int = 0
     allow_all_apps: bool = False  # upgrade opt-in: import the identity with -A (any app) instead of -T
+    name_rule: str = DEFAULT_NAME_RULE  # which of the Mac's names the certificate carries (tasks/hostnames)
 
     def __post_init__(self) -> None:
+        check_rule(self.name_rule)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if not self.private_dir.startswith("/") or self.private_dir.rstrip("/") in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tasks.facts import CONF, LABEL, PLIST, SYSTEM_KEYCHAIN, UPDATECONF, MacFacts
+from tasks.hostnames import match_names
 from tasks.install.decide import SUPPORTED_ARCHES, conf_ok, decide
 from tasks.install.params import InstallParams
 from tasks.install.verify import verify_commands
@@ -15,20 +16,10 @@ CHECK_SIGNATURE_SCRIPT = 'pkgutil --check-signature "$1" && pkgutil --check-sign
 
 
 def preflight(facts: MacFacts, params: InstallParams) -> Plan:
-    names = params.identity.names
-    if facts.hostname not in names:
-        folded = [n for n in names if n.lower() == facts.hostname.lower()]
-        hint = (
-            f"the names differ only in case ({folded[0]!r}): the match is case-sensitive; reissue the "
-            "certificate with the exact host name"
-            if folded
-            else "reissue the certificate for the name `hostname` prints, or fix the Mac's HostName"
-        )
-        return refuse(
-            "HostnameMismatch",
-            f"the Mac reports host name {facts.hostname!r} but the certificate names {', '.join(names)}",
-            hint,
-        )
+    # which of the Mac's names the certificate must carry: tasks/hostnames.py (exact, case-sensitive)
+    named = match_names(params.identity.names, facts.names, params.name_rule)
+    if not named.ok:
+        return refuse("HostnameMismatch", named.problem(), named.hint())
     if facts.arch not in SUPPORTED_ARCHES:
         return refuse(
             "UnsupportedArchitecture",
@@ -44,7 +35,7 @@ def preflight(facts: MacFacts, params: InstallParams) -> Plan:
             "free space on the Mac's startup volume",
         )
     return noop(
-        f"checks passed: host name {facts.hostname} matches the certificate, {facts.arch}, "
+        f"checks passed: {named.describe()}; {facts.arch}, "
         f"{facts.free_bytes} bytes free (need {d.needed_bytes})"
     )
 

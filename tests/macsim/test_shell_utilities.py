@@ -43,7 +43,7 @@ def mac(tmp_path_factory: pytest.TempPathFactory) -> VirtualMac:
         ("mv /bin/sh /tmp/sh", 1, "", "mv: rename /bin/sh to /tmp/sh: Permission denied\n"),
         ("grep -q x /nope", 2, "", "grep: /nope: No such file or directory\n"),
         ("sysctl -n nope.x", 1, "", "sysctl: unknown oid 'nope.x'\n"),
-        ("scutil --get HostName", 1, "HostName: not set\n", ""),
+        ("scutil --get HostName", 1, "", "HostName: not set\n"),  # chef/chef PR 10724: stderr
         ("scutil --set HostName x", 1, "", "SCPreferencesCommitChanges() failed: Permission denied\n"),
         ("arch -x86_64 true", 1, "", "arch: posix_spawnp: true: Bad CPU type in executable\n"),
         ("./nope", 127, "", "zsh:1: no such file or directory: ./nope\n"),

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from orchestrator.config import DeploySettings, Settings
+from orchestrator.config import CertSettings, DeploySettings, Settings
 from orchestrator.planning import DeployRequest, PlanningError, find_run, plan_install_run, resume_run
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import (
@@ -28,7 +28,7 @@ from tests.orchestrator import run_seed as seed
 SWITCH = "tachyon.lab.test:4000"
 URL = "https://tachyon.lab.test:443/Background/"
 PARAM_KEYS = {"version", "switch", "background_url", "artifact_sha256", "method", "expected_team_id",
-              "cache_dmg", "verify_timeout", "min_free_bytes", "ca_sha256s"}  # fmt: skip
+              "cache_dmg", "verify_timeout", "min_free_bytes", "ca_sha256s", "name_rule"}  # fmt: skip
 
 
 def settings(**deploy: object) -> Settings:
@@ -134,6 +134,44 @@ def test_empty_store_says_to_add_a_dmg(engine: Engine) -> None:
         seed.device(s, "mac-01")
     with pytest.raises(PlanningError, match="orchestrate artifact add"):
         plan(engine, req())
+
+
+# ---------------------------------------------------------------- live names (inventory probe)
+
+
+def _live(d: object, hostname: str, local: str, host_name: str | None) -> None:
+    d.facts_json = json.dumps(  # type: ignore[attr-defined]
+        {"hostname": hostname, "local_host_name": local, "host_name": host_name, "computer_name": local}
+    )
+    d.reported_hostname = hostname  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("rule", "refused"),
+    [
+        ("either", {"dhcp-named"}),
+        ("sharing", {"host-named", "dhcp-named"}),
+        ("hostname", {"sharing-named"}),
+    ],
+)
+def test_live_names_under_each_name_rule(lab: Engine, rule: str, refused: set[str]) -> None:
+    """A probed Mac is judged on its live names: the Sharing-pane name (LocalHostName.local) and, under
+    `either`, `hostname` only where HostName is set (a DHCP name is accepted by the `hostname` rule alone)."""
+    with session_scope(lab) as s:
+        a = seed.device(s, "sharing-named", cert_names=["Lab-A.local"], declared=False)
+        _live(a, "a.corp.example", "Lab-A", "a.corp.example")
+        b = seed.device(s, "host-named", cert_names=["b.corp.example"], declared=False)
+        _live(b, "b.corp.example", "Lab-B", "b.corp.example")
+        c = seed.device(s, "dhcp-named", cert_names=["host-9.dhcp.example"], declared=False)
+        _live(c, "host-9.dhcp.example", "Lab-C", None)
+    deploy = DeploySettings(switch=SWITCH, background_url=URL)
+    st = Settings(deploy=deploy, certs=CertSettings(name_rule=rule))  # type: ignore[arg-type]
+    p = plan(lab, req(limits=["sharing-named", "host-named", "dhcp-named"]), st)
+    assert p.params["name_rule"] == rule
+    assert set(p.refused) == refused
+    assert all(t == "HostnameMismatch" for t, _m in p.refused.values())
+    if rule == "either":
+        assert "name_rule = hostname" in p.refused["dhcp-named"][1]  # says which setting would accept it
 
 
 # ---------------------------------------------------------------- refusals

@@ -24,6 +24,7 @@ from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR, Redactor
 from orchestrator.secrets import SecretBox, load_secret
 from orchestrator.state.models import Artifact, AuditEvent, CaCertificate, Device, DeviceJob, HostKeyPin, Run
+from tasks.hostnames import DEFAULT_NAME_RULE
 from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
 from tasks.model import Workflow
 from tasks.registry import WORKFLOWS, params_from_json
@@ -240,6 +241,7 @@ def _install_params(
         expected_team_id=p.get("expected_team_id"),
         min_free_bytes=int(p.get("min_free_bytes") or 0),
         allow_all_apps=bool(p.get("allow_all_apps")),
+        name_rule=str(p.get("name_rule") or DEFAULT_NAME_RULE),
     )
     state: dict[str, bytes] = {}
     cert_id = cert.id
@@ -306,3 +308,17 @@ def cas_added(session: Session, device_id: str) -> tuple[str, ...]:
         if doc.get("device_id") == device_id and doc.get("sha1"):
             out.append(str(doc["sha1"]).lower())
     return tuple(dict.fromkeys(out))
+
+
+def ssh_access(
+    session: Session, settings: Settings, device: Device, box: Callable[[], SecretBox]
+) -> tuple[SshTarget, SshAuth, HostKeyPolicy]:
+    """How to reach and log in to a device without a run (`inventory probe`). Raises InputError."""
+    user = device.user or settings.ssh.user
+    if not user:
+        raise InputError(
+            "BadInventory", f"{device.name}: no SSH user (set `user` in the inventory or [ssh] user)"
+        )
+    auth = _auth(session, box, device, settings, [])
+    target = SshTarget(host=device.address, port=device.port, username=user)
+    return target, auth, _host_keys(session, device, settings)

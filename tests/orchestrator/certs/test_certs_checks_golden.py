@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.certs.checks import ClientCertFacts, check_client_cert
 from orchestrator.certs.x509info import CertFacts
+from tasks.hostnames import DEFAULT_NAME_RULE, MacNames
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "check_client_cert").glob("*.json"))
 
@@ -28,6 +29,9 @@ def test_check_client_cert_golden(path: Path) -> None:
         [CertFacts.from_json(c) for c in case["known_cas"]],
         datetime.fromisoformat(case["now"]),
         case["warn_days"],
+        # live-* cases: the Mac's probed names and the [certs] name_rule (tasks/hostnames)
+        MacNames(**case["names"]) if "names" in case else None,
+        case.get("name_rule", DEFAULT_NAME_RULE),
     )
     want = case["verdict"]
     assert str(verdict.status) == want["status"]
