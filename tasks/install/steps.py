@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tasks.facts import CONF, LABEL, PLIST, SYSTEM_KEYCHAIN, UPDATECONF, MacFacts
+from tasks.facts import CONF, LABEL, PKG_ID, PLIST, SYSTEM_KEYCHAIN, UPDATECONF, MacFacts
 from tasks.install.decide import SUPPORTED_ARCHES, conf_ok, decide
 from tasks.install.params import InstallParams
+from tasks.install.pkginfo import PKG_VERSION_NAME, PKG_VERSION_SCRIPT
 from tasks.install.verify import verify_commands
 from tasks.model import Command, Plan, Upload, commands, noop, refuse
 
@@ -126,7 +127,24 @@ def install(facts: MacFacts, params: InstallParams) -> Plan:
         return noop(f"version {params.version} installed and configured for {params.switch}")
     mp = params.mount_point
     pkg = f"{mp}/{params.dmg.pkg_name}"
-    cmds: list[Command] = []
+    # the image's content, not its name, decides: the pkg named for the version must carry that version in
+    # its PackageInfo (an 8.0.2.5 image renamed ..._v8.0.1.23.dmg is refused here, before anything changes)
+    cmds: list[Command] = [
+        Command(
+            (
+                "/bin/sh",
+                "-c",
+                PKG_VERSION_SCRIPT,
+                PKG_VERSION_NAME,
+                mp,
+                params.dmg.pkg_name,
+                PKG_ID,
+                params.version,
+                params.pkginfo_dir,
+            ),
+            mutating=False,
+        )
+    ]
     if params.expected_team_id:
         cmds.append(
             Command(

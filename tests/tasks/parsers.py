@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks import facts as f
+from tasks.install.pkginfo import parse_package_info
 from tasks.model import ProbeOutput
 
 PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
@@ -27,4 +28,5 @@ PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
     "pkg_location": f.parse_pkg_location,
     "pkg_files": f.parse_pkg_files,
     "present": f.parse_ls_d,
+    "package_info": parse_package_info,
 }
