@@ -55,3 +55,21 @@ async def test_image_whose_package_is_another_version_is_refused_before_installi
         assert L.device(MAC).installed_version is None
         round_trips = {r.name: r.round_trips for r in outcome.results}
         assert round_trips[MAC] <= 6, round_trips
+
+
+async def test_matching_image_installs_from_a_staged_copy_within_six_round_trips(
+    tmp_path: Path, engine: Engine
+) -> None:
+    async with lab(tmp_path, engine, [{"name": MAC, "arch": "x86_64"}]) as L:
+        run = L.create_run()
+        outcome = await drive(L.engine, L.settings, run)
+        assert outcome.status == "succeeded", outcome.failed
+        steps = L.steps(run, MAC)
+        assert steps["install"].status == "changed" and "macfleet-pkginfo" in (steps["install"].output_tail or "")
+        batch = next(c for c in L.commands(MAC) if "check-package-version" in c)
+        # the version check runs before the stage copy and ./install.sh, in the same exec
+        assert batch.index("pkgutil --expand") < batch.index("cp -p") < batch.index("exec ./install.sh")
+        assert "ln -s" not in batch
+        assert L.device(MAC).installed_version == VERSION
+        assert [f for f in mac_files(L, MAC, "/private/tmp") if "/macfleet-" in f] == []  # stage removed
+        assert outcome.results[0].round_trips <= 6, outcome.results[0].round_trips
