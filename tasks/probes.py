@@ -14,6 +14,7 @@ from typing import Any
 
 from tasks import facts as f
 from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams
+from tasks.install.pkginfo import parse_package_info
 from tasks.logs import LOG_PREFIX, LogsParams, parse_logs
 from tasks.model import Command, Plan, ProbeOutput, Refusal
 from tasks.reconfigure import ReconfigureParams
@@ -52,6 +53,7 @@ PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
     "pkg_location": f.parse_pkg_location,
     "pkg_files": f.parse_pkg_files,
     "present": f.parse_ls_d,
+    "package_info": parse_package_info,
     "log-client": _log("client"),
     "log-daemon": _log("daemon"),
 }

@@ -18,6 +18,15 @@ def write_dmg(out_dir: Path, version: str, size_bytes: int | None = None, signed
     return path
 
 
+def write_misnamed_dmg(out_dir: Path, version: str, named: str, size_bytes: int | None = None) -> Path:
+    """A good image of `version` saved under the name of another version (`1e.client-macOS_v<named>.dmg`),
+    as a renamed download would be: its pkg keeps its own name and version inside. Returns the path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / paths.dmg_name(named)
+    path.write_bytes(build_dmg(version, size_bytes=size_bytes))
+    return path
+
+
 def write_corrupt_dmg(out_dir: Path, version: str, name: str | None = None) -> Path:
     """An image whose trailer is intact but whose volume content is damaged (bytes flipped inside the
     package): `hdiutil attach` refuses it with or without -noverify. Default name

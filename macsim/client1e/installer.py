@@ -30,7 +30,7 @@ Usage: installer [-help] [-dominfo] [-volinfo] [-pkginfo] [-allowUntrusted] [-du
                  -pkg <pathToPackage>
                  -target <[DomainKey|MountPoint|DeviceNode|DiskIdentifier]>
 """
-FLAGS = ("-verbose", "-verboseR", "-dumplog", "-allowUntrusted")
+FLAGS = ("-verbose", "-verboseR", "-dumplog", "-allowUntrusted", "-pkginfo")
 EXTRACT_FAILED = (
     "The Installer encountered an error that caused the installation to fail. Contact the software "
     "manufacturer for assistance. An error occurred while extracting files from the package "
@@ -64,10 +64,48 @@ async def installer(p: Proc) -> int:
         else:
             p.err(USAGE)
             return 1
-    if pkg_arg is None or target is None:
+    if "-pkginfo" in flags and pkg_arg is not None:
+        return _pkginfo(p, pkg_arg, verbose="-verbose" in flags or "-verboseR" in flags)
+    if pkg_arg is None or target is None or "-pkginfo" in flags:
         p.err(USAGE)
         return 1
     return await install(p, pkg_arg, target, verbose="-verbose" in flags or "-verboseR" in flags)
+
+
+def _pkginfo(p: Proc, pkg_arg: str, verbose: bool) -> int:
+    """`installer -pkginfo [-verbose] -pkg P` (no -target, no root needed). Terse: the package's title, one
+    line (munki's installer.py takes the first line of this output as the package name). Verbose: the
+    "Package information:" block with the fields and alignment of a public transcript (ask.wireshark.org
+    question 9479, Mac OS X 10.7.3): Package, Status, Will Restart, Size (KB), Must Authenticate, Title,
+    Description, Message. It carries NO version. Our Status and Message values for a plain component
+    package are invented (the transcript shows only a metapackage and its components)."""
+    loaded = _load(p, pkg_arg)
+    if loaded is None:
+        return 1
+    data, info = loaded
+    if not verbose:
+        p.out(info.title)
+        return 0
+    try:
+        size_kb = (read_pkg(data).payload_size + 1023) // 1024
+    except PkgError:
+        p.err(f"installer: Error the package path specified was invalid: '{pkg_arg}'.")
+        return 1
+    p.out("")
+    p.out("Package information:")
+    p.out("")
+    for field, value in (
+        ("Package", info.title),
+        ("Status", "Installable"),
+        ("Will Restart", "NO"),
+        ("Size", f"{size_kb} KB"),
+        ("Must Authenticate", "YES"),
+        ("Title", info.title),
+        ("Description", ""),
+        ("Message", ""),
+    ):
+        p.out(f"{field:<17} : {value}")
+    return 0
 
 
 def _load(p: Proc, pkg_arg: str) -> tuple[bytes, Package] | None:

@@ -172,6 +172,11 @@ def read_pkg_info(data: bytes) -> Package:
         raise PkgError(f"table of contents lacks {e}") from None
 
 
+def pkg_payload(data: bytes) -> bytes:
+    """The package's heap (its payload archive), what `pkgutil --expand` writes as Payload."""
+    return _read_toc(data)[1]
+
+
 def read_pkg(data: bytes) -> Package:
     """The whole package with its payload, heap checksum verified. Raises PkgError."""
     info = read_pkg_info(data)

@@ -15,7 +15,7 @@ import plistlib
 import re
 
 from macsim.client1e import receipts
-from macsim.client1e.pkg import PkgError, read_pkg_info
+from macsim.client1e.pkg import PkgError, pkg_payload, read_pkg, read_pkg_info
 from macsim.shell.proc import Proc
 from macsim.vfs import VfsError
 
@@ -42,6 +42,7 @@ Receipt Database Commands:
   --forget PKGID         Discard receipt data for the specified package
 
 File Commands:
+  --expand PKG DIR       Write flat package entries to DIR
   --check-signature PKG  Validate the signature of a package archive
 """
 
@@ -76,6 +77,13 @@ async def pkgutil(p: Proc) -> int:
             return 0
         elif a in ("--pkgs", "--packages", "--pkgs-plist") or a.startswith("--pkgs="):
             command = (a, None)
+        elif a == "--expand":
+            pkg_path, dir_path = next(it, None), next(it, None)
+            if pkg_path is None or dir_path is None:
+                p.err(f"pkgutil: option `{a}' requires 2 arguments")  # invented wording
+                p.err(USAGE)
+                return 1
+            return _expand(p, pkg_path, dir_path)
         elif a in ("--files", "--pkg-info", "--pkg-info-plist", "--forget", "--check-signature"):
             val = next(it, None)
             if val is None:
@@ -160,6 +168,46 @@ async def pkgutil(p: Proc) -> int:
         return 1
     receipts.forget_receipt(fs, val)
     p.out(f"Forgot package '{val}' on '{volume}'.")
+    return 0
+
+
+def _expand(p: Proc, pkg_arg: str, dir_arg: str) -> int:
+    """`--expand PKG DIR`: "Expand the flat package at pkg-path into a new directory specified by dir-path"
+    (pkgutil(1)). Writes PackageInfo (the pkg-info element as pkgbuild writes it: format-version,
+    identifier, version, install-location, auth; payload numberOfFiles/installKBytes) and Payload (our
+    heap); no Bom. Messages for a missing package or an existing directory are our own wording."""
+    fs = p.mac.fs
+    src, dest = p.path(pkg_arg), p.path(dir_arg)
+    try:
+        fs.check_read(src, p.uid)
+        data = fs.read_bytes(src)
+        pkg = read_pkg(data)
+    except VfsError as e:
+        p.err(f"Could not open package for expansion: {pkg_arg} ({e.strerror})")
+        return 1
+    except PkgError:
+        p.err(f"Could not open package for expansion: {pkg_arg}")
+        return 1
+    if fs.exists(dest):
+        p.err(f"Error: {dir_arg} already exists")
+        return 1
+    try:
+        fs.check_create(dest, p.uid)
+    except VfsError as e:
+        p.err(f"Could not create {dir_arg}: {e.strerror}")
+        return 1
+    kbytes = (pkg.payload_size + 1023) // 1024
+    info = (
+        '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n'
+        f'<pkg-info overwrite-permissions="true" relocatable="false" identifier="{pkg.identifier}" '
+        f'postinstall-action="none" version="{pkg.version}" format-version="2" '
+        f'install-location="{pkg.install_location}" auth="root">\n'
+        f'    <payload numberOfFiles="{len(pkg.entries)}" installKBytes="{kbytes}"/>\n'
+        "</pkg-info>\n"
+    )
+    fs.makedirs(dest, uid=p.uid)
+    fs.write_bytes(f"{dest}/PackageInfo", info.encode(), uid=p.uid)
+    fs.write_bytes(f"{dest}/Payload", pkg_payload(data), uid=p.uid)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from tasks.install.pkginfo import PKG_VERSION_NAME, image_packages
 from tasks.model import FailureReason
 
 PROFILE_HINT = "deploy the CA by a configuration profile: orchestrate certs profile ..."
@@ -69,6 +70,8 @@ def explain_install(
     argv: tuple[str, ...], status: int | None, stdout: str, stderr: str
 ) -> FailureReason | None:
     text = _text(stdout, stderr)
+    if PKG_VERSION_NAME in argv:
+        return _package_version(argv, stdout, stderr)
     if "--check-signature" in " ".join(argv) or "check-signature" in argv:
         if "no signature" in text:
             return FailureReason("SignatureMismatch", "the package is not signed", "use the DMG 1E ships")
@@ -87,6 +90,39 @@ def explain_install(
     if "bad CPU type" in text.lower():
         return FailureReason("RosettaMissing", _last_line(stdout, stderr), "install Rosetta 2 first")
     return FailureReason("InstallFailed", _last_line(stdout, stderr), "see /var/log/install.log on the Mac")
+
+
+def _package_version(argv: tuple[str, ...], stdout: str, stderr: str) -> FailureReason:
+    """The version check (tasks/install/pkginfo.py) failed: say which version the image really holds.
+    argv ends with: mount point, expected pkg name, identifier, expected version, scratch dir."""
+    want_pkg, pkg_id, want = argv[-4], argv[-3], argv[-2]
+    found = image_packages(stdout)
+    hint = (
+        "the DMG's name does not match its content: register the image of the version you mean "
+        "(orchestrate artifact add), or deploy the version it really holds"
+    )
+    ours = [p for p in found if p.info.identifier == pkg_id]
+    if ours:
+        held = ", ".join(f"{p.file_name} (version {p.info.version or 'unknown'})" for p in ours)
+        return FailureReason(
+            "PackageVersionMismatch",
+            f"the image was registered as version {want} but its package is {held}, "
+            f"by the package's own PackageInfo; nothing was installed",
+            hint,
+        )
+    if found:
+        held = ", ".join(f"{p.file_name} ({p.info.identifier})" for p in found)
+        return FailureReason(
+            "PackageVersionMismatch",
+            f"the image holds no {pkg_id} package, only {held}; expected {want_pkg} version {want}",
+            "check that the DMG is the 1E Client's",
+        )
+    return FailureReason(
+        "PackageVersionMismatch",
+        f"could not read the version of {want_pkg} in the image (expected {want}): "
+        + _last_line(stdout, stderr),
+        "check that the DMG is the 1E Client's and not damaged",
+    )
 
 
 def explain_identity(

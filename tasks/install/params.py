@@ -85,6 +85,11 @@ class InstallParams:
         return f"{self.private_dir}/stage"
 
     @property
+    def pkginfo_dir(self) -> str:
+        """Scratch directory the version check expands the image's pkg into (removed right after)."""
+        return f"{self.private_dir}/pkginfo"
+
+    @property
     def saved_conf_path(self) -> str:
         """Where the pkg method keeps the conf across `installer` (the plain pkg resets it)."""
         return f"{self.stage_dir}/1E.Client.conf.saved"

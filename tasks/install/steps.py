@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from tasks.facts import CONF, LABEL, PLIST, SYSTEM_KEYCHAIN, UPDATECONF, MacFacts
+from tasks.facts import CONF, LABEL, PKG_ID, PLIST, SYSTEM_KEYCHAIN, UPDATECONF, MacFacts
 from tasks.hostnames import match_names
 from tasks.install.decide import SUPPORTED_ARCHES, conf_ok, decide
 from tasks.install.params import InstallParams
+from tasks.install.pkginfo import PKG_VERSION_NAME, PKG_VERSION_SCRIPT
 from tasks.install.verify import verify_commands
 from tasks.model import Command, Plan, Upload, commands, noop, refuse
 
@@ -13,6 +14,9 @@ SERVICE = f"system/{LABEL}"
 # `pkgutil --check-signature` exits 0 for any valid signature: the team id check greps its chain. A constant
 # script; the package path and team id arrive as positional parameters (no shell text is built from data).
 CHECK_SIGNATURE_SCRIPT = 'pkgutil --check-signature "$1" && pkgutil --check-signature "$1" | grep -F "($2)"'
+# `./install.sh ARGS` with the stage as the working directory, as the 1E guide types it. Constant: the stage
+# directory and install.sh's arguments arrive as positional parameters ($0 is the name "install").
+RUN_IN_STAGE_SCRIPT = 'cd "$1" && shift && exec ./install.sh "$@"'
 
 
 def preflight(facts: MacFacts, params: InstallParams) -> Plan:
@@ -114,7 +118,24 @@ def install(facts: MacFacts, params: InstallParams) -> Plan:
         return noop(f"version {params.version} installed and configured for {params.switch}")
     mp = params.mount_point
     pkg = f"{mp}/{params.dmg.pkg_name}"
-    cmds: list[Command] = []
+    # the image's content, not its name, decides: the pkg named for the version must carry that version in
+    # its PackageInfo (an 8.0.2.5 image renamed ..._v8.0.1.23.dmg is refused here, before anything changes)
+    cmds: list[Command] = [
+        Command(
+            (
+                "/bin/sh",
+                "-c",
+                PKG_VERSION_SCRIPT,
+                PKG_VERSION_NAME,
+                mp,
+                params.dmg.pkg_name,
+                PKG_ID,
+                params.version,
+                params.pkginfo_dir,
+            ),
+            mutating=False,
+        )
+    ]
     if params.expected_team_id:
         cmds.append(
             Command(
@@ -135,19 +156,19 @@ def install(facts: MacFacts, params: InstallParams) -> Plan:
         cmds.append(_updateconf(params))
     else:
         stage = params.stage_dir
-        cmds.append(Command(("mkdir", "-p", stage)))
-        # install.sh is copied (it runs from the stage); the pkg is linked beside it, not copied: install.sh
-        # only needs to find it next to itself, and copying the whole pkg costs a pass over it on every Mac
-        cmds.append(Command(("cp", f"{mp}/scripts/install.sh", f"{stage}/")))
-        cmds.append(Command(("ln", "-s", pkg, f"{stage}/")))
-        # `sh FILE` so the copy need not be executable; install.sh looks for the pkg beside $0. Over a
-        # configured client it runs WITHOUT arguments, the guide's upgrade form that keeps the whole conf
-        # (with arguments it configures a fresh conf: other settings would be lost); updateconf then sets
-        # the wanted Switch and Background Channel only if they differ.
+        # the 1E guide: "Copy the script to a separate directory together with the package", then
+        # `sudo ./install.sh SWITCH:PORT BG_URL` there. Both are real copies (cp -p keeps install.sh's exec
+        # bit and the pkg's mode; a link would leave the script resolving the pkg through the image) into a
+        # 0700 directory inside the private dir; cleanup removes it with the private dir.
+        cmds.append(Command(("mkdir", "-p", "-m", "0700", stage)))
+        cmds.append(Command(("cp", "-p", f"{mp}/scripts/install.sh", pkg, f"{stage}/")))
+        # Over a configured client install.sh runs WITHOUT arguments, the guide's upgrade form that keeps the
+        # whole conf (with arguments it configures a fresh conf: other settings would be lost); updateconf
+        # then sets the wanted Switch and Background Channel only if they differ.
         conf = facts.conf or {}
         upgrade = bool(conf.get("Switch")) and bool(conf.get("BackgroundChannelUrl"))
         args = () if upgrade else (params.switch, params.background_url)
-        cmds.append(Command(("/bin/sh", f"{stage}/install.sh", *args)))
+        cmds.append(Command(("/bin/sh", "-c", RUN_IN_STAGE_SCRIPT, "install", stage, *args)))
         if upgrade and not conf_ok(facts, params):
             cmds.append(_updateconf(params))
     return commands(*cmds)

@@ -85,3 +85,28 @@ def test_pkg_damage_is_detected() -> None:
         pkg.read_pkg(bytes(raw))
     with pytest.raises(pkg.PkgError, match="not a flat package"):
         pkg.read_pkg(b"PK\x03\x04 not a pkg")
+
+
+async def test_pkgutil_expand_writes_packageinfo_with_the_packages_own_version(tmp_path: Path) -> None:
+    from macsim.client1e.pkgutil import pkgutil
+    from tests.macsim.test_client1e_support import make_mac, run
+
+    mac = make_mac(tmp_path)
+    mac.fs.makedirs("/private/tmp/x", uid=501)  # the admin's own directory: --expand needs no root
+    mac.fs.write_bytes("/private/tmp/x/a.pkg", pkg.build_pkg("8.0.2.5"))
+    r = await run(pkgutil, mac, ["pkgutil", "--expand", "/private/tmp/x/a.pkg", "/private/tmp/x/out"], uid=501)
+    assert r.rc == 0, r.err
+    info = mac.fs.read_text("/private/tmp/x/out/PackageInfo")
+    assert 'identifier="com.1e.pkg.1E.Client"' in info and ' version="8.0.2.5"' in info
+    assert mac.fs.read_bytes("/private/tmp/x/out/Payload") == pkg.pkg_payload(pkg.build_pkg("8.0.2.5"))
+    assert mac.fs.owner("/private/tmp/x/out/PackageInfo") == 501
+    # "a new directory": an existing one is refused; a missing or damaged package too; one argument is usage
+    r = await run(pkgutil, mac, ["pkgutil", "--expand", "/private/tmp/x/a.pkg", "/private/tmp/x/out"])
+    assert r.rc == 1 and "already exists" in r.err
+    r = await run(pkgutil, mac, ["pkgutil", "--expand", "/private/tmp/x/none.pkg", "/private/tmp/x/o2"])
+    assert r.rc == 1 and not mac.fs.exists("/private/tmp/x/o2")
+    mac.fs.write_bytes("/private/tmp/x/bad.pkg", b"not a package")
+    r = await run(pkgutil, mac, ["pkgutil", "--expand", "/private/tmp/x/bad.pkg", "/private/tmp/x/o3"])
+    assert r.rc == 1 and not mac.fs.exists("/private/tmp/x/o3")
+    r = await run(pkgutil, mac, ["pkgutil", "--expand", "/private/tmp/x/a.pkg"])
+    assert r.rc == 1 and "Usage: pkgutil" in r.err

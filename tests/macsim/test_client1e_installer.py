@@ -150,3 +150,23 @@ async def test_pkgutil_check_signature(mac: VirtualMac) -> None:
     assert "    3. Apple Root CA\n" in r.out
     r = await run(pkgutil, mac, ["pkgutil", "--check-signature", PKG2])
     assert (r.rc, r.out) == (1, 'Package "1e.client-macOS_v8.0.2.5.pkg":\n   Status: no signature\n')
+
+
+async def test_installer_pkginfo_terse_and_verbose_carry_no_version(mac: VirtualMac) -> None:
+    mac.fs.makedirs("/private/tmp/p")
+    mac.fs.write_bytes("/private/tmp/p/a.pkg", build_pkg("8.0.2.5"))
+    r = await run(installer, mac, ["installer", "-pkginfo", "-pkg", "/private/tmp/p/a.pkg"], uid=501)
+    assert (r.rc, r.out) == (0, "1E Client\n")
+    r = await run(installer, mac, ["installer", "-verbose", "-pkginfo", "-pkg", "/private/tmp/p/a.pkg"], uid=501)
+    assert r.rc == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[:3] == ["", "Package information:", ""]
+    # the public transcript's layout: the field name padded to 17, " : ", the value
+    assert lines[3] == "Package           : 1E Client"
+    assert [ln.split(" : ")[0].rstrip() for ln in lines[3:]] == [
+        "Package", "Status", "Will Restart", "Size", "Must Authenticate", "Title", "Description", "Message"]
+    assert "8.0.2.5" not in r.out
+    r = await run(installer, mac, ["installer", "-pkginfo", "-pkg", "/private/tmp/p/none.pkg"])
+    assert r.rc == 1 and "the package path specified was invalid" in r.err
+    r = await run(installer, mac, ["installer", "-pkginfo"])
+    assert r.rc == 1 and r.err.startswith("Usage: installer")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,14 @@ from macsim.client1e.rosetta import softwareupdate
 from macsim.client1e.scripts import client_binary, install_sh, uninstall_sh, updateconf_sh
 from macsim.client1e.tools import SCRIPTS, TOOLS
 from macsim.mac import VirtualMac
+from tasks.facts import MacFacts
+from tasks.install import InstallParams, steps
+from tasks.install.steps import RUN_IN_STAGE_SCRIPT
+from tests.macsim.shell_fixtures import Result as ShellResult
+from tests.macsim.shell_fixtures import run as shell_run
 from tests.macsim.test_client1e_support import make_mac, run
+
+FIXTURES = Path(__file__).parents[1] / "tasks" / "fixtures"
 
 WORK = "/private/tmp/1e"
 SW, BG = "tachyon.acme.local:4000", "https://tachyon.acme.local/Background"
@@ -174,3 +183,46 @@ async def test_updateconf_run_with_sh_as_the_guide_types_it(mac: VirtualMac) -> 
     assert (conf["Switch"], conf["BackgroundChannelUrl"]) == ("a.lab:4000;b.lab:4000", "https://a.lab/B/")
     bad = await shell_run(mac, f"sudo sh '{paths.UPDATECONF}' '{paths.CONF}' FROBNICATE=1")
     assert (bad.status, bad.err) == (1, "1E.Client.updateconf.sh: unknown property 'FROBNICATE'\n")
+
+
+# The install step's own staging commands (tasks/install/steps.py), run as the runner sends them (sudo -n,
+# shlex.join) by the macsim shell: a copy from the mounted image, then `./install.sh` in the stage.
+async def _sh(mac: VirtualMac, *argv: str) -> ShellResult:
+    return await shell_run(mac, shlex.join(("sudo", "-n", *argv)))
+
+
+async def test_staged_install_sh_runs_from_a_copy_beside_the_pkg(mac: VirtualMac) -> None:
+    # the planners' own commands for a fresh Mac (the golden fixture's facts and params)
+    data = json.loads((FIXTURES / "install" / "install" / "fresh-intel.json").read_text())
+    facts, params = MacFacts.from_json(data["facts"]), InstallParams.from_json(data["params"])
+    mac.fs.makedirs(params.private_dir, mode=0o700)
+    mac.fs.write_bytes(params.dmg_path, build_dmg(params.version))
+    plan = [*steps.mount(facts, params).commands, *steps.install(facts, params).commands]
+    for cmd in plan:
+        r = await _sh(mac, *cmd.argv)
+        assert r.status == 0, (cmd.argv, r.err)
+    stage = params.stage_dir
+    for name in ("install.sh", params.dmg.pkg_name):  # real files, not links into the image
+        real = mac.fs.real(stage) / name  # the entry itself (fs.real would follow a link)
+        assert real.is_file() and not real.is_symlink(), name
+    assert mac.fs.real(f"{stage}/install.sh").stat().st_mode & 0o777 == 0o755  # cp -p kept the exec bit
+    assert mac.fs.real(stage).stat().st_mode & 0o777 == 0o700
+    assert "Installing 1e.client-macOS_v8.0.2.5.pkg" in r.out  # the last command: ./install.sh
+    assert parse_conf(mac.fs.read_text(paths.CONF))["Switch"] == params.switch
+
+
+async def test_staged_install_sh_needs_its_exec_bit_and_the_pkg_beside_it(mac: VirtualMac) -> None:
+    stage = "/private/tmp/mf/stage"
+    mac.fs.makedirs(stage)
+    script = b"#!/bin/bash\n#!macsim-script install.sh\n"
+    mac.fs.write_bytes(f"{stage}/install.sh", script, mode=0o644)  # a copy that lost its exec bit
+    mac.fs.write_bytes(f"{stage}/{paths.pkg_name('8.0.2.5')}", build_pkg("8.0.2.5"))
+    r = await _sh(mac, "/bin/sh", "-c", RUN_IN_STAGE_SCRIPT, "install", stage, SW, BG)
+    # sh (bash) and zsh both refuse a non-executable ./FILE with exit 126 "permission denied"
+    assert r.status == 126 and "Permission denied" in r.err, r
+    assert not mac.fs.exists(paths.BINARY)
+    mac.fs.real(f"{stage}/{paths.pkg_name('8.0.2.5')}").unlink()
+    mac.fs.write_bytes(f"{stage}/install.sh", script, mode=0o755)
+    r = await _sh(mac, "/bin/sh", "-c", RUN_IN_STAGE_SCRIPT, "install", stage, SW, BG)
+    assert r.status == 1 and f"no 1e.client-macOS_v*.pkg found in {stage}" in r.err, r
+    assert not mac.fs.exists(paths.BINARY)

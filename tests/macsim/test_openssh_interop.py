@@ -140,3 +140,29 @@ async def test_scp_upload_exits_zero(fleet: Fleet, host: SimHost, known_hosts: P
     rc, _, err = await _run(argv)
     assert rc == 0, err
     assert host.mac.fs.read_bytes("/private/tmp/ca.cer") == local.read_bytes()
+
+
+async def test_install_steps_through_openssh_stage_install_sh_and_version_check(tmp_path: Path) -> None:
+    # the install step's commands as the runner renders them (shlex.join behind sudo -n), sent by the OpenSSH
+    # client to a macsim host running its real shell: the version check, the stage copy and ./install.sh
+    import json
+    import shlex
+
+    from macsim.client1e.dmg import build_dmg
+    from macsim.spec import parse_spec
+    from tasks.install import InstallParams, MacFacts, steps
+
+    data = json.loads((Path(__file__).parents[1] / "tasks/fixtures/install/install/fresh-intel.json").read_text())
+    facts, params = MacFacts.from_json(data["facts"]), InstallParams.from_json(data["params"])
+    async with Fleet.start(parse_spec({"hosts": [{"name": "mac-01", "arch": "x86_64"}]}), tmp_path / "s") as f:
+        host = f.hosts["mac-01"]
+        kh = f.write_known_hosts(tmp_path / "known_hosts")
+        host.mac.fs.makedirs(params.private_dir, mode=0o700)
+        host.mac.fs.write_bytes(params.dmg_path, build_dmg(params.version))
+        plan = [*steps.mount(facts, params).commands, *steps.install(facts, params).commands]
+        assert "check-package-version" in plan[1].argv and "install" in plan[-1].argv
+        for cmd in plan:
+            rc, out, err = await _ssh(f, host, kh, shlex.join(["sudo", "-n", *cmd.argv]))
+            assert rc == 0, (cmd.argv[:4], err)
+        assert b"Installing 1e.client-macOS_v8.0.2.5.pkg" in out
+        assert host.mac.fs.exists("/Library/Application Support/1E/Client/1E.Client")

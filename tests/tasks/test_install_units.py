@@ -109,3 +109,24 @@ def test_judge_verify() -> None:
     assert getattr(older, "failure").error_type == "VersionMismatch"
     assert "8.0.1.23" in getattr(older, "failure").message
     assert getattr(_verdict(0, RUNNING, connected, ""), "failure").error_type == "VersionMismatch"
+
+
+def test_package_version_mismatch_names_both_versions() -> None:
+    from tasks.install.explain import explain_install
+    from tasks.install.pkginfo import PKG_VERSION_NAME, PKG_VERSION_SCRIPT
+
+    argv = ("/bin/sh", "-c", PKG_VERSION_SCRIPT, PKG_VERSION_NAME, "/p/mnt", "1e.client-macOS_v8.0.1.23.pkg",
+            "com.1e.pkg.1E.Client", "8.0.1.23", "/p/pkginfo")
+    tag = ('<pkg-info format-version="2" identifier="com.1e.pkg.1E.Client" version="8.0.2.5" '
+           'install-location="/Library" auth="root"> </pkg-info> ')
+    r = explain_install(argv, 1, f"macfleet-pkginfo 1e.client-macOS_v8.0.2.5.pkg\t{tag}\n", "")
+    assert r is not None and r.error_type == "PackageVersionMismatch"
+    assert "registered as version 8.0.1.23" in r.message
+    assert "1e.client-macOS_v8.0.2.5.pkg (version 8.0.2.5)" in r.message
+    other = tag.replace("com.1e.pkg.1E.Client", "com.example.other")
+    r = explain_install(argv, 1, f"macfleet-pkginfo other.pkg\t{other}\n", "")
+    assert r is not None and r.error_type == "PackageVersionMismatch"
+    assert "no com.1e.pkg.1E.Client package, only other.pkg (com.example.other)" in r.message
+    r = explain_install(argv, 1, "", "Could not open package for expansion: x.pkg")
+    assert r is not None and r.error_type == "PackageVersionMismatch"
+    assert "could not read the version" in r.message and "Could not open package" in r.message

@@ -333,3 +333,17 @@ async def test_stop_leaves_pending_jobs_pending_interrupts_running_ones_cleanly_
         for h in hosts:
             dev = L.device(h["name"])
             assert (dev.connected, dev.installed_version) == (True, VERSION), h["name"]
+
+
+async def test_missing_sudo_password_secret_fails_only_that_device(tmp_path: Path, engine: Engine) -> None:
+    # inventory/FORMAT.md: a sudo_password naming no stored secret fails that device's job, naming the secret
+    hosts = [*_host(sudo="password", password="the-right-Pw-42"), {"name": "mac-2", "arch": "x86_64"}]
+    async with lab(tmp_path, engine, hosts, ssh=SSH, vars_for={MAC: {"sudo_password": "mac-1-sudo"}}) as L:
+        run = L.create_run()
+        outcome = await drive(L.engine, L.settings, run)
+        jobs = L.jobs(run)
+        assert jobs[MAC].status == JobStatus.FAILED and jobs[MAC].error_type == "SudoPasswordMissing"
+        assert "'mac-1-sudo'" in (jobs[MAC].error_message or "")
+        assert "--kind sudo-password" in (jobs[MAC].error_message or "")
+        assert jobs["mac-2"].status == JobStatus.SUCCEEDED, outcome.failed
+        assert L.commands(MAC) == []

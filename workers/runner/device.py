@@ -465,7 +465,11 @@ class DeviceRunner:
         deferred: list[StepDef] = []
         for sd in steps:
             mine = [(c, outcomes[i]) for i, (s, c) in enumerate(owner) if s is sd]
-            if sd.always and not cleanup and self.failure is not None and all(o is None for _, o in mine):
+            # an always-step none of whose commands ran (the batch stopped at a failed or hung command
+            # before it) runs afterwards on its own: unmount after a failed install
+            if sd.always and not cleanup and self.failure is not None and all(
+                o is None or not o.ran for _, o in mine
+            ):
                 deferred.append(sd)
                 continue
             self._record_exec_step(sd, begun[sd.name], mine, error, cleanup)

@@ -22,7 +22,7 @@ from orchestrator.certs.pfx import one_time_password, rewrap_for_macos
 from orchestrator.certs.store import BoxVault, active_certificate, load_identity
 from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR, Redactor
-from orchestrator.secrets import SecretBox, load_secret
+from orchestrator.secrets import SecretBox, SecretNotFound, load_secret
 from orchestrator.state.models import Artifact, AuditEvent, CaCertificate, Device, DeviceJob, HostKeyPin, Run
 from tasks.hostnames import DEFAULT_NAME_RULE
 from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
@@ -140,7 +140,15 @@ def _sudo(
     vars_ = json.loads(device.vars_json or "{}")
     name = vars_.get("sudo_password")
     if name:
-        password = load_secret(session, box(), str(name))
+        try:
+            password = load_secret(session, box(), str(name))
+        except SecretNotFound:
+            # this device's job fails with what to do; the run and the other devices go on
+            raise InputError(
+                "SudoPasswordMissing",
+                f"{device.name}: vars.sudo_password names secret {str(name)!r}, which is not stored: "
+                f"orchestrate secrets set {name} --kind sudo-password --prompt",
+            ) from None
         share(password, shared)
         return SudoMode(password=password)
     if vars_.get("sudo") == "nopasswd" or auth.password is None:
