@@ -38,6 +38,7 @@ TOOL_PATHS: dict[str, str] = {
     "find": "/usr/bin/find", "base64": "/usr/bin/base64", "plutil": "/usr/bin/plutil",
     "installer": "/usr/sbin/installer", "pkgutil": "/usr/sbin/pkgutil", "scutil": "/usr/sbin/scutil",
     "softwareupdate": "/usr/sbin/softwareupdate", "sysctl": "/usr/sbin/sysctl",
+    "lsof": "/usr/sbin/lsof",
 }
 TOOL_MAGIC = b"#!macsim-tool "
 

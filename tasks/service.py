@@ -26,7 +26,7 @@ from tasks.facts import (
     parse_launchctl_print,
 )
 from tasks.install.explain import _last_line
-from tasks.install.verify import connected_commands, judge_connected
+from tasks.install.verify import LOG_MARK, NOT_FOUND, connected_commands, judge_connected
 from tasks.model import (
     Command,
     FailureReason,
@@ -101,8 +101,8 @@ def start(facts: ClientFacts, params: ServiceParams) -> Plan:
     if job.running:
         return noop(f"{LABEL} runs (pid {job.pid})")
     if job.loaded:
-        return commands(kickstart_command(kill=False))
-    return _not_installed(facts) or commands(load_command())
+        return commands(LOG_MARK, kickstart_command(kill=False))
+    return _not_installed(facts) or commands(LOG_MARK, load_command())
 
 
 def stop(facts: ClientFacts, params: ServiceParams) -> Plan:
@@ -113,12 +113,13 @@ def stop(facts: ClientFacts, params: ServiceParams) -> Plan:
 
 def restart(facts: ClientFacts, params: ServiceParams) -> Plan:
     if facts.mac.job.loaded:
-        return commands(kickstart_command(kill=True))
-    return _not_installed(facts) or commands(load_command())
+        return commands(LOG_MARK, kickstart_command(kill=True))
+    return _not_installed(facts) or commands(LOG_MARK, load_command())
 
 
 def verify_connected(facts: ClientFacts, params: ServiceParams) -> Plan:
-    return commands(*connected_commands())
+    """The poll, for the Switch the conf names (the socket signal needs its port)."""
+    return commands(*connected_commands((facts.mac.conf or {}).get("Switch")))
 
 
 def judge_started(facts: ClientFacts, params: ServiceParams, outputs: list[ProbeOutput]) -> VerifyVerdict:
@@ -126,7 +127,9 @@ def judge_started(facts: ClientFacts, params: ServiceParams, outputs: list[Probe
 
 
 def verify_stopped(facts: ClientFacts, params: ServiceParams) -> Plan:
-    return commands(connected_commands()[0])
+    return commands(
+        Command(("launchctl", "print", SERVICE), mutating=False, ok_codes=(0, NOT_FOUND))
+    )
 
 
 def judge_stopped(facts: ClientFacts, params: ServiceParams, outputs: list[ProbeOutput]) -> VerifyVerdict:

@@ -109,6 +109,8 @@ async def drive(
         workflow=inputs.workflow,
         timeouts=timeouts_of(settings),
         verify_timeout=float(inputs.params.get("verify_timeout") or settings.deploy.verify_timeout),
+        verify_interval=settings.verify.interval,
+        verify_rules=settings.verify.rules(),
         private_dir=inputs.private_dir,
     )
     sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks import facts as f
+from tasks.install import verify as v
 from tasks.model import ProbeOutput
 
 PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
@@ -27,4 +28,7 @@ PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
     "pkg_location": f.parse_pkg_location,
     "pkg_files": f.parse_pkg_files,
     "present": f.parse_ls_d,
+    "client_sockets": f.parse_client_sockets,
+    "log_mark": v.parse_log_mark,
+    "verify_poll": v.parse_poll,
 }
