@@ -74,6 +74,11 @@ class RestartParams(ServiceParams):
     pass
 
 
+@dataclass(frozen=True)
+class CheckParams(ServiceParams):
+    pass
+
+
 def stop_command() -> Command:
     return Command(("launchctl", "bootout", SERVICE))
 
@@ -191,4 +196,14 @@ RESTART = _workflow(
     StepDef("restart", restart, explain=explain_launchctl, description="kickstart -k, or load -w"),
     verify_connected,
     judge_started,
+)
+
+# `status --refresh`: read-only. Facts, then the verify poll; no step changes anything (no mark is taken, so
+# the poll reads the log's tail: the latest evidence of the running client, and its sockets).
+CHECK = Workflow(
+    name="check",
+    steps=(StepDef("verify", verify_connected, phase=Phase.VERIFY, description="connected (read-only)"),),
+    fact_commands=_facts,
+    parse_facts=_parse,
+    judge_verify=judge_started,
 )
