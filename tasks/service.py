@@ -172,7 +172,7 @@ def _parse(params: Any, outputs: Mapping[str, ProbeOutput]) -> ClientFacts:
 def _workflow(name: str, step: StepDef, verify: Any, judge: Any) -> Workflow:
     return Workflow(
         name=name,
-        steps=(step, StepDef("verify", verify, phase=Phase.VERIFY, description="launchd job, client log")),
+        steps=(step, StepDef("verify", verify, phase=Phase.VERIFY, description="launchd job, log, socket")),
         fact_commands=_facts,
         parse_facts=_parse,
         judge_verify=judge,
