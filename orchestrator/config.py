@@ -88,7 +88,8 @@ class DeploySettings(_Section):
     allow_all_apps: bool = False
     """Import the identity with `-A` (any app may use the key) instead of `-T`: less secure, opt-in."""
     verify_timeout: float = Field(default=120.0, gt=0)
-    """Seconds to wait for the client's log to show the Switch connection after a (re)start."""
+    """Seconds the verify poll looks for the Switch connection after a (re)start (a log line or a socket,
+    see `[verify]`); neither, with the client running: the device ends `unverified`."""
     lease_ttl: float = Field(default=60.0, ge=2)
     """Seconds a controller's or worker's claim on a device job lasts without renewal: after a crash,
     `runs resume` (or a redelivered task) takes the job over once it expired."""
