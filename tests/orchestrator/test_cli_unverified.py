@@ -1,6 +1,7 @@
 """`unverified` end to end through the command line against macsim: a Mac whose client says nothing and
 shows no socket ends `unverified` (not failed) with exit code 3, its row `connected: -`; `status` counts it;
-`status --refresh` re-checks it read-only once the connection shows, and the row becomes connected."""
+`converge` looks again; `status --refresh` re-checks it read-only once the connection shows, and the row
+becomes connected."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ async def test_unverified_exit_code_row_status_and_refresh(
         assert r.exit_code == 0, r.output
         assert "2 device(s), 1 connected, 1 unverified" in r.stdout
         assert json.loads((await run("status", "--json")).stdout)["unverified"] == 1
+
+        # converge looks again (the row has the version): still no evidence, still unverified, not failed
+        r = await run("converge", "--group", "lab", "--json")
+        assert r.exit_code == 3, r.output
+        assert {d["device"]: d["status"] for d in json.loads(r.stdout)["devices"]} == {
+            "mac-loud": "succeeded", "mac-quiet": "unverified"}  # fmt: skip
 
         # the client's connection becomes visible (lsof shows its socket): a read-only re-check sees it
         L.fleet.set_faults("mac-quiet", client_log="socket-only")
