@@ -10,6 +10,10 @@ only saves time.
 
 Without a mark (nothing was (re)started: the client ran and was connected at facts time) the last
 `LOG_TAIL_LINES` lines are read instead.
+
+macOS tools, as their man pages document them: stat(1) `-f %z` prints st_size in bytes (BSD stat; GNU's is
+`-c`); tail(1) `-c +N` starts at byte N counting from 1 (so the mark's size + 1 is the first new byte);
+lsof(8) field output, see tasks.evidence.parse_lsof_fn; grep(1) `-E -i -e PATTERN -q`.
 """
 
 from __future__ import annotations
