@@ -56,6 +56,7 @@ SAMPLES: dict[str, Any] = {
     "stop": StopParams("r"),
     "restart": PARAMS["restart"]("r"),
     "logs": LogsParams("r", 50, True),
+    "check": PARAMS["check"]("r"),
 }
 
 
@@ -80,7 +81,9 @@ def test_registry() -> None:
         "stop",
         "restart",
         "logs",
+        "check",
     }
+    assert [s.name for s in WORKFLOWS["check"].steps] == ["verify"]  # status --refresh: read-only
     assert WORKFLOWS["upgrade"].steps == WORKFLOWS["install"].steps and WORKFLOWS["upgrade"].name == "upgrade"
     for wf in WORKFLOWS.values():
         assert all(not c.mutating for _, c in wf.fact_commands(SAMPLES[wf.name]))
