@@ -39,6 +39,7 @@ TOOL_PATHS: dict[str, str] = {
     "installer": "/usr/sbin/installer", "pkgutil": "/usr/sbin/pkgutil", "scutil": "/usr/sbin/scutil",
     "softwareupdate": "/usr/sbin/softwareupdate", "sysctl": "/usr/sbin/sysctl",
     "ioreg": "/usr/sbin/ioreg",
+    "lsof": "/usr/sbin/lsof",
 }
 TOOL_MAGIC = b"#!macsim-tool "
 

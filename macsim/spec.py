@@ -40,6 +40,12 @@ class Faults(_Strict):
     hang_tools: list[str] = Field(default_factory=list)  # these commands never return
     fail_tools: dict[str, int] = Field(default_factory=dict)  # command -> exit status, with an error message
     trust_refused: bool = False  # `security add-trusted-cert -d` refused as macOS 11+ refuses it over SSH
+    # How the fake 1E Client words its log (no public sample of the real log exists): "standard" (macsim's
+    # own lines), "reworded" (other, equally plausible wording), "no-start-line" (no start line at all),
+    # "socket-only" (errors are logged, a success never is; the Switch socket shows in lsof), "silent" (no
+    # line at all, and lsof shows no socket either). Every dialect but "silent" holds the socket when
+    # connected.
+    client_log: Literal["standard", "reworded", "no-start-line", "socket-only", "silent"] = "standard"
 
 
 class InstalledClient(_Strict):

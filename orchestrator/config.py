@@ -22,13 +22,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from tasks.evidence import DEFAULT_CONNECTED_PATTERNS, DEFAULT_ERROR_PATTERNS, VerifyRules, validate_patterns
 
 if TYPE_CHECKING:
     from orchestrator.redact import Redactor
@@ -86,7 +88,8 @@ class DeploySettings(_Section):
     allow_all_apps: bool = False
     """Import the identity with `-A` (any app may use the key) instead of `-T`: less secure, opt-in."""
     verify_timeout: float = Field(default=120.0, gt=0)
-    """Seconds to wait for the client's log to show the Switch connection after a (re)start."""
+    """Seconds the verify poll looks for the Switch connection after a (re)start (a log line or a socket,
+    see `[verify]`); neither, with the client running: the device ends `unverified`."""
     lease_ttl: float = Field(default=60.0, ge=2)
     """Seconds a controller's or worker's claim on a device job lasts without renewal: after a crash,
     `runs resume` (or a redelivered task) takes the job over once it expired."""
@@ -168,6 +171,28 @@ class CertSettings(_Section):
     `either` the Sharing-pane name, or `hostname` where the Mac's HostName is set."""
 
 
+class VerifySettings(_Section):
+    """How the verify step recognises the client's Switch connection in its log (tasks.evidence). Regexes,
+    case-insensitive, POSIX extended syntax (they also run in `grep -E` on the Mac). The other signal, an
+    established TCP connection of the client to the Switch's port, needs no setting."""
+
+    connected_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_CONNECTED_PATTERNS))
+    """A log line matching one of these (after the run's (re)start) means connected."""
+    error_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_ERROR_PATTERNS))
+    """A log line matching one of these means failed (it wins over a connected pattern on the same line;
+    the latest matching line decides)."""
+    interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between the probes of the poll on the Mac."""
+
+    @field_validator("connected_patterns", "error_patterns")
+    @classmethod
+    def _patterns(cls, v: list[str], info: Any) -> list[str]:
+        return list(validate_patterns(info.field_name, v))
+
+    def rules(self) -> VerifyRules:
+        return VerifyRules(tuple(self.connected_patterns), tuple(self.error_patterns))
+
+
 class Settings(BaseSettings):
     """Everything the controller reads from its configuration (see the module docstring for sources)."""
 
@@ -200,6 +225,9 @@ class Settings(BaseSettings):
     waves: WaveSettings = Field(default_factory=WaveSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
     certs: CertSettings = Field(default_factory=CertSettings)
+
+
+    verify: VerifySettings = Field(default_factory=VerifySettings)
 
     @classmethod
     def settings_customise_sources(

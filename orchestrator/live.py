@@ -30,7 +30,7 @@ from rich.text import Text
 __all__ = ["COLUMNS", "RunDisplay", "format_duration"]
 
 # Step outcome columns, in display order ("running" is derived: started and not yet finished).
-COLUMNS = ("running", "changed", "ok", "noop", "skipped", "failed")
+COLUMNS = ("running", "changed", "ok", "noop", "skipped", "unverified", "failed")
 _FAILED_JOB = ("failed",)
 
 

@@ -543,7 +543,7 @@ def plan_run(
 
 # ---------------------------------------------------------------- lifecycle runs
 
-LIFECYCLE_KINDS = ("uninstall", "reconfigure", "start", "stop", "restart", "logs")
+LIFECYCLE_KINDS = ("uninstall", "reconfigure", "start", "stop", "restart", "logs", "check")
 
 
 def plan_lifecycle_run(

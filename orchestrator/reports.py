@@ -21,7 +21,16 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from inventory import select as select_targets
-from orchestrator.state.models import Device, DeviceJob, Group, GroupChild, GroupMember, Run, StepRun
+from orchestrator.state.models import (
+    Device,
+    DeviceJob,
+    Group,
+    GroupChild,
+    GroupMember,
+    JobStatus,
+    Run,
+    StepRun,
+)
 
 __all__ = [
     "NOT_INSTALLED",
@@ -101,12 +110,20 @@ class StatusReport:
     def connected(self) -> int:
         return sum(1 for d in self.devices if d.connected)
 
+    @property
+    def recheck(self) -> dict[str, int]:
+        """Devices whose last outcome is one `converge`/`status --refresh` looks at again (unverified,
+        awaiting trust), by outcome; outcomes with none left out."""
+        counts = Counter(d.last_outcome for d in self.devices if d.last_outcome in JobStatus.recheck())
+        return {o: counts[o] for o in JobStatus.recheck() if counts[o]}
+
     def as_json(self) -> dict[str, Any]:
         return {
             "devices": [d.as_json() for d in self.devices],
             "groups": self.versions_by_group,
             "total": len(self.devices),
             "connected": self.connected,
+            **{o: self.recheck.get(o, 0) for o in JobStatus.recheck()},
         }
 
 

@@ -4,6 +4,9 @@
 25%, then everyone. `--max-failures 2%` or `--max-failures 3` is the threshold over every device attempted
 so far: a percentage is crossed when failed/attempted exceeds it, a count when failed exceeds it. A wave
 opens only when the previous one finished within the threshold; once crossed, no new device starts.
+
+`unverified` devices (installed and running, but no evidence of a Switch connection within the verify
+window) count as failures here (FINISHED_BAD): a canary that cannot be confirmed is not a green light.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ class GateDecision:
     reason: str = ""
 
 
-FINISHED_BAD = ("failed", "rolled_back")
+FINISHED_BAD = ("failed", "rolled_back", "unverified")  # what counts against --max-failures (docstring)
 
 
 def decide(
@@ -138,7 +141,8 @@ def decide(
         names = ", ".join(failed_names[:10]) + (" ..." if len(failed_names) > 10 else "")
         return GateDecision(
             "halt",
-            reason=f"{failed} of {attempted} attempted device(s) failed, over the threshold of "
+            reason=f"{failed} of {attempted} attempted device(s) failed (unverified included), over the "
+            "threshold of "
             f"{threshold.describe()}" + (f" (failed: {names})" if names else ""),
         )
     for index in sorted(waves):

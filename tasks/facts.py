@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.evidence import DEFAULT_RULES, Endpoint, log_evidence, parse_lsof_fn, socket_to_switch
 from tasks.hostnames import MacNames
 from tasks.model import Command, ProbeOutput
 
@@ -29,8 +30,8 @@ DAEMON_LOG = "/Library/Logs/1E.Client.Daemon.log"
 # What an installed client leaves on disk (receipt aside): probed with `ls -1d` by the lifecycle workflows.
 KNOWN_PATHS = (BINARY, CONF, UPDATECONF, PLIST, CLIENT_DIR)
 LOG_TAIL_LINES = 200
-START_LINE = "1E Client starting"
-CONNECTED = "Connected to Switch"
+START_LINE = "1E Client starting"  # macsim's wording; a log without it is judged as a whole (see LogBlock)
+LSOF = "/usr/sbin/lsof"
 
 
 class FactsError(ValueError):
@@ -102,21 +103,20 @@ class LaunchdJob:
 
 @dataclass(frozen=True)
 class LogBlock:
-    """The client log's last start block: the lines after the last "1E Client starting" (None: no start in
-    the tail). connected: a line says "Connected to Switch"; error: the first ERROR/WARNING line."""
+    """The client log's tail since its last start line (the whole tail when it holds none: not every client
+    wording has one). connected / error: its latest evidence line (tasks.evidence, default patterns) says
+    connected / is an error (that line)."""
 
     lines: tuple[str, ...]
 
     @property
     def connected(self) -> bool:
-        return any(CONNECTED in line for line in self.lines)
+        return log_evidence(self.lines, DEFAULT_RULES).connected
 
     @property
     def error(self) -> str | None:
-        for line in self.lines:
-            if re.search(r"\b(ERROR|WARNING|FATAL)\b", line):
-                return line
-        return None
+        found = log_evidence(self.lines, DEFAULT_RULES)
+        return found.line if found.error else None
 
     def as_json(self) -> list[str]:
         return list(self.lines)
@@ -351,15 +351,22 @@ def parse_df_k(out: ProbeOutput) -> int:
 
 
 def parse_log_tail(out: ProbeOutput) -> LogBlock | None:
-    """`tail -n 200 LOG`: the last start block (lines from the last "1E Client starting" on, that line
-    excluded), None when the tail holds no start (or there is no log)."""
+    """`tail -n 200 LOG`: the lines from the last "1E Client starting" on (that line excluded), or every line
+    when the tail holds no start line; None when there is no log (or it is empty)."""
     if _finished(out, "tail log") != 0:
         return None
-    lines = out.stdout.splitlines()
-    starts = [i for i, line in enumerate(lines) if START_LINE in line]
-    if not starts:
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    if not lines:
         return None
-    return LogBlock(tuple(line for line in lines[starts[-1] + 1 :] if line.strip()))
+    starts = [i for i, line in enumerate(lines) if START_LINE in line]
+    return LogBlock(tuple(lines[starts[-1] + 1 :] if starts else lines))
+
+
+def parse_client_sockets(out: ProbeOutput) -> tuple[str, ...]:
+    """The client's established TCP connections' remote ends ("addr:port"), from `lsof -Fn` (see
+    tasks.evidence.parse_lsof_fn); () when the client does not run or holds none."""
+    _finished(out, "lsof")
+    return tuple(str(e) for e in parse_lsof_fn(out))
 
 
 # ---- the facts record ---------------------------------------------------------------------------------
@@ -378,6 +385,7 @@ class MacFacts:
     binary_sha256: str | None
     conf: Mapping[str, str] | None
     job: LaunchdJob
+    client_sockets: tuple[str, ...]
     identities: tuple[Identity, ...]
     certificates: tuple[KeychainCert, ...]
     admin_trust: tuple[TrustEntry, ...]
@@ -387,8 +395,14 @@ class MacFacts:
 
     @property
     def connected(self) -> bool:
-        """The running daemon's last start block reached the Switch."""
-        return self.job.running and self.log_block is not None and self.log_block.connected
+        """The running daemon holds a connection to a port of the conf's Switch, or the log's latest
+        evidence (since its last start line, if any) says connected."""
+        if not self.job.running:
+            return False
+        switch = (self.conf or {}).get("Switch")
+        if socket_to_switch((_endpoint_of(s) for s in self.client_sockets), switch) is not None:
+            return True
+        return self.log_block is not None and self.log_block.connected
 
     @property
     def names(self) -> MacNames:
@@ -410,6 +424,7 @@ class MacFacts:
             "binary_sha256": self.binary_sha256,
             "conf": dict(self.conf) if self.conf is not None else None,
             "job": self.job.as_json(),
+            "client_sockets": list(self.client_sockets),
             "identities": [i.as_json() for i in self.identities],
             "certificates": [c.as_json() for c in self.certificates],
             "admin_trust": [t.as_json() for t in self.admin_trust],
@@ -444,6 +459,7 @@ class MacFacts:
                 pid=job["pid"],
                 last_exit=job["last_exit"],
             ),
+            client_sockets=tuple(str(x) for x in data["client_sockets"]),
             identities=tuple(Identity(i["sha1"], i["label"], bool(i["valid"])) for i in data["identities"]),
             certificates=tuple(
                 KeychainCert(c["sha256"], c["sha1"], c["label"]) for c in data["certificates"]
@@ -453,6 +469,21 @@ class MacFacts:
             dmg_cached=bool(data["dmg_cached"]),
             log_block=LogBlock(tuple(log)) if log is not None else None,
         )
+
+
+def _endpoint_of(text: str) -> Endpoint:
+    host, _, port = text.rpartition(":")
+    return Endpoint(host.strip("[]"), int(port))
+
+
+# The client's established TCP connections: its PID from `launchctl print`, then lsof for that PID (field
+# output, see tasks.evidence.parse_lsof_fn). Exits 0 with no output when the job runs no process.
+SOCKETS_SCRIPT = (
+    "pid=$(launchctl print \"system/$1\" 2>/dev/null | grep -E '^[\t ]*pid = [0-9]+$' | head -n 1 | "
+    "tr -cd 0123456789)\n"
+    f'if [ -n "$pid" ]; then {LSOF} -nP -a -p "$pid" -iTCP -sTCP:ESTABLISHED -Fn; fi\n'
+    "exit 0\n"
+)
 
 
 def _ro(*argv: str) -> Command:
@@ -473,6 +504,7 @@ def mac_fact_commands() -> tuple[tuple[str, Command], ...]:
         ("binary_sha256", _ro("shasum", "-a", "256", BINARY)),
         ("conf", _ro("cat", CONF)),
         ("launchd", _ro("launchctl", "print", f"system/{LABEL}")),
+        ("client_sockets", _ro("/bin/sh", "-c", SOCKETS_SCRIPT, "client-sockets", LABEL)),
         ("identities", _ro("security", "find-identity", SYSTEM_KEYCHAIN)),
         ("certificates", _ro("security", "find-certificate", "-a", "-Z", SYSTEM_KEYCHAIN)),
         ("admin_trust", _ro("security", "dump-trust-settings", "-d")),
@@ -501,6 +533,7 @@ def parse_mac_facts(outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False
         binary_sha256=parse_shasum(outputs["binary_sha256"]),
         conf=parse_conf(outputs["conf"]),
         job=parse_launchctl_print(outputs["launchd"]),
+        client_sockets=parse_client_sockets(outputs["client_sockets"]),
         identities=parse_find_identity(outputs["identities"]),
         certificates=parse_find_certificate(outputs["certificates"]),
         admin_trust=parse_dump_trust_settings(outputs["admin_trust"]),

@@ -14,12 +14,13 @@ from typing import Any
 
 from tasks import facts as f
 from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams
+from tasks.install import verify as v
 from tasks.install.pkginfo import parse_package_info
 from tasks.logs import LOG_PREFIX, LogsParams, parse_logs
 from tasks.model import Command, Plan, ProbeOutput, Refusal
 from tasks.reconfigure import ReconfigureParams
 from tasks.registry import WORKFLOWS
-from tasks.service import RestartParams, StartParams, StopParams
+from tasks.service import CheckParams, RestartParams, StartParams, StopParams
 from tasks.uninstall import UninstallParams
 
 RUN_ID = "capture"
@@ -54,6 +55,9 @@ PARSERS: dict[str, Callable[[ProbeOutput], Any]] = {
     "pkg_files": f.parse_pkg_files,
     "present": f.parse_ls_d,
     "package_info": parse_package_info,
+    "client_sockets": f.parse_client_sockets,
+    "log_mark": v.parse_log_mark,
+    "verify_poll": v.parse_poll,
     "log-client": _log("client"),
     "log-daemon": _log("daemon"),
 }
@@ -103,7 +107,7 @@ def sample_params(kind: str, facts: Any = None) -> Any:
         return ReconfigureParams(RUN_ID, (("SWITCH", switch),))
     if kind == "logs":
         return LogsParams(RUN_ID, f.LOG_TAIL_LINES, daemon=True)
-    service = {"start": StartParams, "stop": StopParams, "restart": RestartParams}
+    service = {"start": StartParams, "stop": StopParams, "restart": RestartParams, "check": CheckParams}
     return service[kind](RUN_ID)
 
 
@@ -136,6 +140,15 @@ def _plans(kind: str, facts: Any, params: Any) -> list[tuple[str, Plan]]:
     return plans
 
 
+def _parsed_as(c: Command) -> str | None:
+    """The PARSERS name of a plan's own probe (verify's poll, the start step's log mark), if it has one."""
+    if v.is_poll(c.argv):
+        return "verify_poll"
+    if c.argv == v.LOG_MARK.argv:
+        return "log_mark"
+    return None
+
+
 def plan_probes(outputs: Mapping[str, ProbeOutput]) -> tuple[tuple[tuple[str, Command], ...], list[str]]:
     """The read-only commands the workflows' step plans (verify's probes among them) would run on the Mac
     whose fact outputs these are, named like the fact probe with the same argv, else after the workflow
@@ -160,5 +173,5 @@ def plan_probes(outputs: Mapping[str, ProbeOutput]) -> tuple[tuple[tuple[str, Co
                 if c.mutating or c.stdin is not None or any(PRIVATE_DIR in w for w in words):
                     continue
                 if c.argv not in known:
-                    _add(found, f"{kind}.{step}", c)
+                    _add(found, _parsed_as(c) or f"{kind}.{step}", c)
     return tuple(found.values()), errors

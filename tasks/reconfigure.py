@@ -7,7 +7,7 @@ updateconf.sh takes them), validated by `validate_conf_keys` before anything run
   stores its canonical spelling) go to `sh updateconf.sh CONF KEY=VALUE...`; none differs → noop.
 - restart: something changed, or the client is not running and connected → `kickstart -k` when loaded,
   else `load -w`; otherwise noop.
-- verify: connected (install's judge), to the new Switch's first entry when SWITCH was given.
+- verify: connected (install's judge, from the restart on), by the log or a socket to the new Switch.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from tasks.facts import CONF, UPDATECONF, ClientFacts, client_fact_commands, parse_client_facts
 from tasks.install.explain import _last_line
-from tasks.install.verify import connected_commands, judge_connected
+from tasks.install.verify import LOG_MARK, connected_commands, judge_connected
 from tasks.model import (
     Command,
     FailureReason,
@@ -139,15 +139,18 @@ def restart(facts: ClientFacts, params: ReconfigureParams) -> Plan:
         return refused
     if not differing(facts, params) and facts.mac.connected:
         return noop("nothing changed and the client is connected")
-    return commands(kickstart_command(kill=True) if facts.mac.job.loaded else load_command())
+    return commands(LOG_MARK, kickstart_command(kill=True) if facts.mac.job.loaded else load_command())
 
 
 def verify(facts: ClientFacts, params: ReconfigureParams) -> Plan:
-    return commands(*connected_commands())
+    """The poll, for the new Switch when SWITCH is given (its socket), else the conf's."""
+    return commands(*connected_commands(params.switch or (facts.mac.conf or {}).get("Switch")))
 
 
 def judge_verify(facts: ClientFacts, params: ReconfigureParams, outputs: list[ProbeOutput]) -> VerifyVerdict:
-    return judge_connected(outputs, params.switch)
+    """install's judge: the log is read from the restart on, so a connected line is the new conf's; the
+    socket must reach the new Switch's port."""
+    return judge_connected(outputs)
 
 
 def explain_updateconf(

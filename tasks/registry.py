@@ -15,7 +15,16 @@ from tasks.install import INSTALL, InstallParams
 from tasks.logs import LOGS, LogsParams
 from tasks.model import Workflow
 from tasks.reconfigure import RECONFIGURE, ReconfigureParams
-from tasks.service import RESTART, START, STOP, RestartParams, StartParams, StopParams
+from tasks.service import (
+    CHECK,
+    RESTART,
+    START,
+    STOP,
+    CheckParams,
+    RestartParams,
+    StartParams,
+    StopParams,
+)
 from tasks.uninstall import UNINSTALL, UninstallParams
 
 
@@ -36,6 +45,7 @@ WORKFLOWS: dict[str, Workflow] = {
     "stop": STOP,
     "restart": RESTART,
     "logs": LOGS,
+    "check": CHECK,
 }
 
 PARAMS: dict[str, type[Any]] = {
@@ -47,6 +57,7 @@ PARAMS: dict[str, type[Any]] = {
     "stop": StopParams,
     "restart": RestartParams,
     "logs": LogsParams,
+    "check": CheckParams,
 }
 
 

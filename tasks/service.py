@@ -26,7 +26,7 @@ from tasks.facts import (
     parse_launchctl_print,
 )
 from tasks.install.explain import _last_line
-from tasks.install.verify import connected_commands, judge_connected
+from tasks.install.verify import LOG_MARK, NOT_FOUND, connected_commands, judge_connected
 from tasks.model import (
     Command,
     FailureReason,
@@ -74,6 +74,11 @@ class RestartParams(ServiceParams):
     pass
 
 
+@dataclass(frozen=True)
+class CheckParams(ServiceParams):
+    pass
+
+
 def stop_command() -> Command:
     return Command(("launchctl", "bootout", SERVICE))
 
@@ -101,8 +106,8 @@ def start(facts: ClientFacts, params: ServiceParams) -> Plan:
     if job.running:
         return noop(f"{LABEL} runs (pid {job.pid})")
     if job.loaded:
-        return commands(kickstart_command(kill=False))
-    return _not_installed(facts) or commands(load_command())
+        return commands(LOG_MARK, kickstart_command(kill=False))
+    return _not_installed(facts) or commands(LOG_MARK, load_command())
 
 
 def stop(facts: ClientFacts, params: ServiceParams) -> Plan:
@@ -113,12 +118,13 @@ def stop(facts: ClientFacts, params: ServiceParams) -> Plan:
 
 def restart(facts: ClientFacts, params: ServiceParams) -> Plan:
     if facts.mac.job.loaded:
-        return commands(kickstart_command(kill=True))
-    return _not_installed(facts) or commands(load_command())
+        return commands(LOG_MARK, kickstart_command(kill=True))
+    return _not_installed(facts) or commands(LOG_MARK, load_command())
 
 
 def verify_connected(facts: ClientFacts, params: ServiceParams) -> Plan:
-    return commands(*connected_commands())
+    """The poll, for the Switch the conf names (the socket signal needs its port)."""
+    return commands(*connected_commands((facts.mac.conf or {}).get("Switch")))
 
 
 def judge_started(facts: ClientFacts, params: ServiceParams, outputs: list[ProbeOutput]) -> VerifyVerdict:
@@ -126,7 +132,9 @@ def judge_started(facts: ClientFacts, params: ServiceParams, outputs: list[Probe
 
 
 def verify_stopped(facts: ClientFacts, params: ServiceParams) -> Plan:
-    return commands(connected_commands()[0])
+    return commands(
+        Command(("launchctl", "print", SERVICE), mutating=False, ok_codes=(0, NOT_FOUND))
+    )
 
 
 def judge_stopped(facts: ClientFacts, params: ServiceParams, outputs: list[ProbeOutput]) -> VerifyVerdict:
@@ -164,7 +172,7 @@ def _parse(params: Any, outputs: Mapping[str, ProbeOutput]) -> ClientFacts:
 def _workflow(name: str, step: StepDef, verify: Any, judge: Any) -> Workflow:
     return Workflow(
         name=name,
-        steps=(step, StepDef("verify", verify, phase=Phase.VERIFY, description="launchd job, client log")),
+        steps=(step, StepDef("verify", verify, phase=Phase.VERIFY, description="launchd job, log, socket")),
         fact_commands=_facts,
         parse_facts=_parse,
         judge_verify=judge,
@@ -188,4 +196,14 @@ RESTART = _workflow(
     StepDef("restart", restart, explain=explain_launchctl, description="kickstart -k, or load -w"),
     verify_connected,
     judge_started,
+)
+
+# `status --refresh`: read-only. Facts, then the verify poll; no step changes anything (no mark is taken, so
+# the poll reads the log's tail: the latest evidence of the running client, and its sockets).
+CHECK = Workflow(
+    name="check",
+    steps=(StepDef("verify", verify_connected, phase=Phase.VERIFY, description="connected (read-only)"),),
+    fact_commands=_facts,
+    parse_facts=_parse,
+    judge_verify=judge_started,
 )

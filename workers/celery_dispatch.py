@@ -38,7 +38,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.redact import LOG_REDACTOR
 from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, RunStatus, StepRun, utcnow
-from orchestrator.waves import Threshold, decide, parse_threshold
+from orchestrator.waves import FINISHED_BAD, Threshold, decide, parse_threshold
 from workers.celery_app import ADVANCE_TASK, DEVICE_TASK, MacfleetCelery
 from workers.events import JobFinished, JobStarted, RunEvent, StepFinished
 from workers.local import _finish_run
@@ -111,7 +111,7 @@ def advance(engine: Engine, app: MacfleetCelery, run_id: str, *, reap_after: flo
             failed = s.exec(
                 select(Device.name).where(
                     DeviceJob.run_id == run_id, DeviceJob.device_id == Device.id,
-                    col(DeviceJob.status).in_(("failed", "rolled_back")),
+                    col(DeviceJob.status).in_(FINISHED_BAD),
                 ).order_by(col(Device.name))
             ).all()  # fmt: skip
         reason = decide(as_local, threshold, list(failed)).reason

@@ -120,6 +120,7 @@ class WorkerRuntime:
                 rs = RunSettings(
                     run_id=run_id, workflow=inputs.workflow, timeouts=timeouts_of(self.settings),
                     verify_timeout=float(params.get("verify_timeout") or self.settings.deploy.verify_timeout),
+                    verify_interval=self.settings.verify.interval, verify_rules=self.settings.verify.rules(),
                     private_dir=inputs.private_dir,
                 )  # fmt: skip
                 ctx = self.runs[run_id] = _RunContext(inputs, rs)

@@ -29,7 +29,7 @@ from orchestrator.state.models import (
     new_id,
     utcnow,
 )
-from orchestrator.waves import GateDecision, Threshold, decide, parse_threshold
+from orchestrator.waves import FINISHED_BAD, GateDecision, Threshold, decide, parse_threshold
 from workers.events import RunEvent
 from workers.limits import raise_nofile_limit
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
@@ -109,6 +109,8 @@ async def drive(
         workflow=inputs.workflow,
         timeouts=timeouts_of(settings),
         verify_timeout=float(inputs.params.get("verify_timeout") or settings.deploy.verify_timeout),
+        verify_interval=settings.verify.interval,
+        verify_rules=settings.verify.rules(),
         private_dir=inputs.private_dir,
     )
     sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)
@@ -161,7 +163,7 @@ def _gate(engine: Engine, run_id: str, threshold: Threshold | None) -> GateDecis
     failed: list[str] = []
     for wave, status, name in rows:
         counts.setdefault(wave, Counter())[status] += 1
-        if status in ("failed", "rolled_back"):
+        if status in FINISHED_BAD:
             failed.append(name)
     return decide(counts, threshold or Threshold(count=len(rows) + 1), sorted(failed))
 

@@ -40,6 +40,7 @@ class DaemonVerdict:
     connected: bool
     reason: str
     message: str
+    switch: str = ""  # the Switch it connected to (lsof shows the socket)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -111,7 +112,7 @@ def judge(mac: VirtualMac) -> DaemonVerdict:
         step, verdict = _check_identity(mac, ident.cert.x509(), ident.key.allows(paths.BINARY, cdhash), host)
         if verdict.connected:
             sw = first_switch(switch)
-            return DaemonVerdict(True, True, "connected", f"Connected to Switch {sw} as {host}")
+            return DaemonVerdict(True, True, "connected", f"Connected to Switch {sw} as {host}", sw)
         if best is None or step > best[0]:
             best = (step, verdict)
     assert best is not None
@@ -162,15 +163,34 @@ def _check_identity(
 
 
 def run(mac: VirtualMac) -> DaemonVerdict:
-    """Start-up as launchd runs it: judge, then write the logs. Returns the verdict."""
+    """Start-up as launchd runs it: judge, then write the logs in the host's log dialect
+    (`faults.client_log`). Returns the verdict."""
     v = judge(mac)
     if not v.running:
         append_log(mac, paths.DAEMON_LOG, "ERROR", f"Failed to start 1E Client: {v.message}")
         return v
     append_log(mac, paths.DAEMON_LOG, "INFO", "1E Client daemon started")
+    for level, message in client_log_lines(mac.spec.faults.client_log, v):
+        append_log(mac, paths.CLIENT_LOG, level, message)
+    return v
+
+
+def client_log_lines(dialect: str, v: DaemonVerdict) -> list[tuple[str, str]]:
+    """The client log lines a start writes, per dialect. Invented wording throughout (no public sample of the
+    real client's log exists); "reworded" is deliberately unlike "standard" so the verify judge cannot
+    depend on either."""
     level = "INFO" if v.connected else "ERROR"
     if v.reason == "not-configured":
         level = "WARNING"
-    append_log(mac, paths.CLIENT_LOG, "INFO", "1E Client starting")
-    append_log(mac, paths.CLIENT_LOG, level, v.message)
-    return v
+    if dialect == "silent":
+        return []
+    if dialect == "reworded":
+        if v.connected:
+            sw, _, name = v.message.removeprefix("Connected to Switch ").partition(" as ")
+            return [("INFO", "[main] 1E.Client process launched"),
+                    ("INFO", f"[net] Switch session established with {sw} (identity {name})")]  # fmt: skip
+        return [("INFO", "[main] 1E.Client process launched"), (level, f"[net] Cannot continue: {v.message}")]
+    start = [] if dialect == "no-start-line" else [("INFO", "1E Client starting")]
+    if v.connected and dialect == "socket-only":
+        return start
+    return [*start, (level, v.message)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from macsim.client1e.hdiutil import hdiutil
 from macsim.client1e.installer import installer
 from macsim.client1e.launchctl import launchctl
+from macsim.client1e.lsof import lsof
 from macsim.client1e.pkgutil import pkgutil
 from macsim.client1e.rosetta import softwareupdate
 from macsim.client1e.scripts import client_binary, install_sh, uninstall_sh, updateconf_sh
@@ -15,6 +16,7 @@ TOOLS: dict[str, Tool] = {
     "installer": installer,
     "pkgutil": pkgutil,
     "launchctl": launchctl,
+    "lsof": lsof,
     "softwareupdate": softwareupdate,
 }
 SCRIPTS: dict[str, Tool] = {

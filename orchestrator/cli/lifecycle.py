@@ -2,7 +2,8 @@
 
 Each plans a run (recorded like deploy's: `runs show`, `runs resume`) and drives it under the live display;
 `logs` only reads, records nothing, and prints the client's log tail of one Mac.
-Exit codes: 0 all devices succeeded; 1 a device failed or was refused; 2 bad input; 130 Ctrl-C.
+Exit codes: 0 all devices succeeded; 1 a device failed or was refused; 2 bad input; 3 none failed but one
+is unverified (running, Switch connection not confirmed); 130 Ctrl-C.
 """
 
 from __future__ import annotations

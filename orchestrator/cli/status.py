@@ -2,13 +2,18 @@
 count at each version. Fast on big fleets: a few queries, and plain aligned text for the device rows
 (a Rich table of 10,000 rows costs seconds).
 
-Exit codes: 0; 2 for an unknown group or a filter that matches nothing.
+`--refresh` first looks at the targeted Macs that have the client on record, read-only (a `check` run: facts,
+then the verify poll for a short window), and updates their rows: how `unverified` devices get re-checked.
+
+Exit codes: 0; 2 for an unknown group or a filter that matches nothing (or, with --refresh, no installed
+device); with --refresh the check run's code as deploy's (1 failed, 3 unverified).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Annotated
 
 import typer
 
@@ -23,10 +28,25 @@ EXIT_BAD_INPUT = 2
 _ERROR_WIDTH = 70
 
 
-def status(group: GroupOpt = None, limit: LimitOpt = None, json_out: JsonOpt = False) -> None:
+REFRESH_WINDOW = 15.0  # seconds each Mac's poll may look for evidence during `status --refresh`
+
+RefreshOpt = Annotated[
+    bool,
+    typer.Option(
+        "--refresh",
+        help="First re-check the targeted installed Macs read-only (running, Switch connection) and update "
+        "their rows.",
+    ),
+]
+
+
+def status(
+    group: GroupOpt = None, limit: LimitOpt = None, json_out: JsonOpt = False, refresh: RefreshOpt = False
+) -> None:
     """Show each device's installed version, connection, last run and error, and the versions per group."""
     console = Console(json_mode=json_out)
     groups, limits = targets(group, limit)
+    code = _refresh(console, groups, limits) if refresh else 0
     try:
         with session_scope(context.engine()) as s:
             report = reports.device_status(s, groups, limits)
@@ -35,12 +55,39 @@ def status(group: GroupOpt = None, limit: LimitOpt = None, json_out: JsonOpt = F
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if json_out:
         console.json(report.as_json())
-        return
+        raise typer.Exit(code)
     if not report.devices:
         console.info("no devices (import an inventory with `orchestrate inventory import FILE`)")
-        return
+        raise typer.Exit(code)
     sys.stdout.write(render_status(report))
     sys.stdout.flush()
+    raise typer.Exit(code)
+
+
+def _refresh(console: Console, groups: list[str], limits: list[str]) -> int:
+    """A read-only `check` run over the targeted devices with the client on record; its exit code."""
+    from orchestrator import planning
+    from orchestrator.cli.deploy import _print_refused, drive_run
+    from orchestrator.inventory_store import resolve_targets
+
+    settings = context.settings()
+    try:
+        with session_scope(context.engine()) as s:
+            installed = [d.name for d in resolve_targets(s, groups, limits) if d.installed_version]
+            if not installed:
+                console.error("no targeted device has the client installed on record: nothing to re-check")
+                raise typer.Exit(EXIT_BAD_INPUT)
+            plan = planning.plan_lifecycle_run(
+                s, settings, "check", groups, [*limits, *installed] if limits else installed,
+                {"verify_timeout": REFRESH_WINDOW}, settings.actor,
+            )  # fmt: skip
+    except (TargetingError, planning.PlanningError) as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _print_refused(console, plan.refused)
+    console.info(f"run {plan.run_id}: re-checking {len(plan.device_ids)} device(s), read-only")
+    assert plan.run_id is not None
+    return drive_run(console, plan.run_id, len(plan.device_ids), None)
 
 
 def _connected(v: bool | None) -> str:
@@ -62,7 +109,8 @@ def render_status(report: reports.StatusReport) -> str:
         for d in report.devices
     ]  # fmt: skip
     out = [columns(["device", "groups", "version", "connected", "last run", "outcome", "last error"], rows)]
-    out.append(f"\n{len(report.devices)} device(s), {report.connected} connected\n")
+    rechecks = "".join(f", {n} {outcome}" for outcome, n in report.recheck.items())
+    out.append(f"\n{len(report.devices)} device(s), {report.connected} connected{rechecks}\n")
     if report.versions_by_group:
         grows = [[g, v, str(n)] for g, counts in report.versions_by_group.items() for v, n in counts.items()]
         out.append("\n" + columns(["group", "version", "devices"], grows))

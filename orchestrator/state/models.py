@@ -124,6 +124,7 @@ class StepStatus(StrEnum):
     NOOP = "noop"  # nothing to do; noop_reason says why
     FAILED = "failed"
     SKIPPED = "skipped"
+    UNVERIFIED = "unverified"  # verify ended its window with the client running and no evidence either way
 
 
 class Device(SQLModel, table=True):

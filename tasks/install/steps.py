@@ -7,7 +7,7 @@ from tasks.hostnames import match_names
 from tasks.install.decide import SUPPORTED_ARCHES, conf_ok, decide
 from tasks.install.params import InstallParams
 from tasks.install.pkginfo import PKG_VERSION_NAME, PKG_VERSION_SCRIPT
-from tasks.install.verify import verify_commands
+from tasks.install.verify import LOG_MARK, verify_commands
 from tasks.model import Command, Plan, Upload, commands, noop, refuse
 
 SERVICE = f"system/{LABEL}"
@@ -201,13 +201,14 @@ def start(facts: MacFacts, params: InstallParams) -> Plan:
     d = decide(facts, params)
     if not d.restart:
         return noop(f"the client runs (pid {facts.job.pid}) and is connected; nothing changed")
+    # LOG_MARK first, in the same exec: verify judges only what the client logs after this (re)start
     if d.loaded_at_start:
-        return commands(Command(("launchctl", "kickstart", "-k", SERVICE)))
-    return commands(Command(("launchctl", "load", "-w", PLIST)))
+        return commands(LOG_MARK, Command(("launchctl", "kickstart", "-k", SERVICE)))
+    return commands(LOG_MARK, Command(("launchctl", "load", "-w", PLIST)))
 
 
 def verify(facts: MacFacts, params: InstallParams) -> Plan:
-    return commands(*verify_commands())
+    return commands(*verify_commands(params.switch))
 
 
 def cleanup(facts: MacFacts, params: InstallParams) -> Plan:

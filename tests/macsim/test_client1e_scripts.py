@@ -44,7 +44,7 @@ def mac(tmp_path: Path) -> VirtualMac:
 
 
 def test_registries() -> None:
-    assert set(TOOLS) == {"hdiutil", "installer", "pkgutil", "launchctl", "softwareupdate"}
+    assert set(TOOLS) == {"hdiutil", "installer", "pkgutil", "launchctl", "lsof", "softwareupdate"}
     assert set(SCRIPTS) == {"install.sh", "uninstall.sh", "1E.Client.updateconf.sh", "1E.Client"}
 
 

@@ -50,7 +50,8 @@ def test_plain_output_is_one_line_per_finished_device() -> None:
     ]
     assert d.failures == [("mac-02", "install", "InstallFailed", "installer: exit 1")]
     counts = d.step_counts()
-    assert counts["install"] == {"running": 0, "changed": 2, "ok": 0, "noop": 0, "skipped": 0, "failed": 1}
+    assert counts["install"] == {"running": 0, "changed": 2, "ok": 0, "noop": 0, "skipped": 0, "unverified": 0,
+                                 "failed": 1}
     assert counts["push"]["noop"] == 3 and counts["cleanup"]["changed"] == 3
     assert all(c["running"] == 0 for c in counts.values())
 

@@ -116,3 +116,17 @@ def test_secret_key_is_not_in_repr_or_errors(cfg: Path, monkeypatch: pytest.Monk
     with pytest.raises(ConfigError) as ei:
         load_settings()
     assert "canary-key-material-1234" not in str(ei.value)
+
+
+def test_verify_patterns_are_checked_at_start_up(cfg: Path) -> None:
+    assert load_settings().verify.rules().is_connected("INFO Connected to Switch s:4000 as m.local")
+    cfg.write_text('[verify]\nconnected_patterns = ["session up"]\n')
+    assert load_settings().verify.rules().connected == ("session up",)
+    for bad, why in [
+        ('connected_patterns = ["conn(ected"]', r"verify\.connected_patterns: .*not a valid regex"),
+        ('error_patterns = ["\\\\berror\\\\b"]', r"verify\.error_patterns: .*grep -E"),
+        ("connected_patterns = []", "at least one pattern"),
+    ]:
+        cfg.write_text(f"[verify]\n{bad}\n")
+        with pytest.raises(ConfigError, match=why):
+            load_settings()

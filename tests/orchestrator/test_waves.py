@@ -65,3 +65,10 @@ def test_gate_waits_opens_halts_and_finishes() -> None:
     assert decide({0: {"succeeded": 1}, 1: {"succeeded": 4}}, t).action == "done"
     # skipped devices (already at the target) count as attempted, not as failures
     assert decide({0: {"skipped": 9, "failed": 1}}, t).action == "done"
+
+
+def test_an_unverified_canary_counts_against_max_failures() -> None:
+    # a canary whose Switch connection could not be confirmed is no green light
+    halted = decide({0: {"unverified": 1}, 1: {"pending": 9}}, parse_threshold("0"), ["mac-00"])
+    assert halted.action == "halt" and "1 of 1" in halted.reason and "unverified included" in halted.reason
+    assert decide({0: {"succeeded": 1}, 1: {"pending": 9}}, parse_threshold("0")).action == "open"

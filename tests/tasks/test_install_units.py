@@ -6,6 +6,7 @@ import pytest
 
 from tasks.install import INSTALL, CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
 from tasks.model import ProbeOutput
+from tests.tasks.verify_support import RUNNING, poll_output
 
 PARAMS = InstallParams(
     run_id="r1",
@@ -77,16 +78,10 @@ RECEIPT = "package-id: com.1e.pkg.1E.Client\nversion: 8.0.2.5\nvolume: /\nlocati
 
 def _verdict(print_rc: int, print_out: str, log: str, receipt: str = RECEIPT) -> object:
     outs = [
-        ProbeOutput(("launchctl",), print_rc, print_out, ""),
-        ProbeOutput(("tail",), 0, log, ""),
         ProbeOutput(("pkgutil",), 0 if receipt else 1, receipt, "" if receipt else "No receipt for 'x'"),
+        poll_output(print_rc, print_out, log),
     ]
     return INSTALL.judge_verify(None, PARAMS, outs)
-
-
-RUNNING = (
-    "system/com.1e.pkg.1E.Client = {\n\tstate = running\n\tpid = 42\n\tlast exit code = (never exited)\n}\n"
-)
 
 
 def test_judge_verify() -> None:

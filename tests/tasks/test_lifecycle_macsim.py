@@ -199,11 +199,11 @@ async def test_install_upgrade_rollback_reconfigure_service_logs_uninstall(
     assert "com.1e.pkg.1E.Client" not in host.mac.state.launchd
     unchanged(await run(fleet, arts, name, "stop", StopParams("s1")))
     r = ok(await run(fleet, arts, name, "start", StartParams("s2")))
-    assert r.connected and r.plans["start"].commands[0].argv[:2] == ("launchctl", "load")
+    assert r.connected and r.plans["start"].commands[1].argv[:2] == ("launchctl", "load")
     unchanged(await run(fleet, arts, name, "start", StartParams("s2")))
     lines_before = len(host.mac.fs.read_text("/Library/Logs/1E.Client.log").splitlines())
     r = ok(await run(fleet, arts, name, "restart", RestartParams("s3")))
-    assert r.connected and r.plans["restart"].commands[0].argv[:3] == ("launchctl", "kickstart", "-k")
+    assert r.connected and r.plans["restart"].commands[1].argv[:3] == ("launchctl", "kickstart", "-k")
     assert len(host.mac.fs.read_text("/Library/Logs/1E.Client.log").splitlines()) > lines_before
 
     r = ok(await run(fleet, arts, name, "logs", LogsParams("l1", lines=5, daemon=True)))

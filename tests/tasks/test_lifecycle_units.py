@@ -18,7 +18,7 @@ from tasks.service import StartParams, StopParams, explain_launchctl, judge_stop
 from tasks.uninstall import UNINSTALL, UninstallParams, explain_keychain, explain_remove
 
 from .test_install_units import PARAMS as INSTALL_PARAMS
-from .test_install_units import RUNNING
+from .verify_support import RUNNING, poll_output
 
 
 def po(status: int | None, out: str = "", err: str = "") -> ProbeOutput:
@@ -56,6 +56,7 @@ SAMPLES: dict[str, Any] = {
     "stop": StopParams("r"),
     "restart": PARAMS["restart"]("r"),
     "logs": LogsParams("r", 50, True),
+    "check": PARAMS["check"]("r"),
 }
 
 
@@ -80,7 +81,9 @@ def test_registry() -> None:
         "stop",
         "restart",
         "logs",
+        "check",
     }
+    assert [s.name for s in WORKFLOWS["check"].steps] == ["verify"]  # status --refresh: read-only
     assert WORKFLOWS["upgrade"].steps == WORKFLOWS["install"].steps and WORKFLOWS["upgrade"].name == "upgrade"
     for wf in WORKFLOWS.values():
         assert all(not c.mutating for _, c in wf.fact_commands(SAMPLES[wf.name]))
@@ -114,11 +117,15 @@ def test_allow_all_apps_imports_with_A() -> None:
 
 
 def test_judge_connected_wants_the_new_switch() -> None:
-    log = "t INFO 1E Client starting\nt INFO Connected to Switch old.x:4000 as m\n"
-    outs = [po(0, RUNNING), po(0, log)]
-    assert judge_connected(outs).done
-    assert judge_connected(outs, "old.x:4000;b.y:4000").done
-    assert judge_connected(outs, "new.x:4000").pending
+    # the log is read from the restart on: any connected line there is the new conf's
+    log = "t INFO 1E Client starting\nt INFO Connected to Switch new.x:4000 as m\n"
+    assert judge_connected([poll_output(0, RUNNING, log, switch="new.x:4000")]).done
+    # the socket must reach a port of the new Switch (an IP literal Switch: its address too)
+    sock = "p42\nf9\nn10.0.0.2:50000->10.0.0.9:4000\n"
+    assert judge_connected([poll_output(0, RUNNING, "", sock, switch="new.x:4000")]).done
+    assert judge_connected([poll_output(0, RUNNING, "", sock, switch="10.0.0.9:4000")]).done
+    assert judge_connected([poll_output(0, RUNNING, "", sock, switch="new.x:4443")]).pending
+    assert judge_connected([poll_output(0, RUNNING, "", sock, switch="10.0.0.8:4000")]).pending
 
 
 def test_judge_stopped() -> None:

@@ -12,6 +12,7 @@ Nothing here knows the database: records go through the `Recorder`, events throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -22,6 +23,8 @@ from typing import Any
 
 from orchestrator.redact import LOG_REDACTOR, Redactor
 from orchestrator.state.models import JobStatus, StepStatus, utcnow
+from tasks.evidence import DEFAULT_RULES, VerifyRules
+from tasks.install.verify import LOG_MARK, PollSpec, is_poll, parse_log_mark
 from tasks.model import Command, FailureReason, Phase, Plan, ProbeOutput, StepDef, Workflow
 from workers.events import JobFinished, JobStarted, RunEvent, StepFinished
 from workers.runner.recorder import Recorder
@@ -108,6 +111,7 @@ class RunSettings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     verify_timeout: float = 120.0
     verify_interval: float = 0.25
+    verify_rules: VerifyRules = DEFAULT_RULES  # settings [verify]: the log's connected and error patterns
     private_dir: str | None = None  # where PUSH uploads go (the workflow's params say the same)
     step_prefix: str = ""  # e.g. "rollback:" so a second pass over the same job records distinct steps
 
@@ -175,6 +179,8 @@ class DeviceRunner:
         self.result = DeviceResult(name=work.name, status=JobStatus.RUNNING.value)
         self.changed: set[str] = set()
         self.failure: _Failed | None = None
+        self.unverified: tuple[str, str] | None = None  # (step, why): verify found no evidence either way
+        self.log_mark: int | None = None  # the client log's size right before this run's (re)start
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ recording helpers
@@ -257,6 +263,9 @@ class DeviceRunner:
         if self.failure is not None:
             r.status = JobStatus.FAILED.value
             r.step, r.error_type, r.message = self.failure.step, self.failure.error_type, self.failure.message
+        elif r.status == JobStatus.RUNNING.value and self.unverified is not None:
+            r.status = JobStatus.UNVERIFIED.value
+            r.step, r.error_type, r.message = self.unverified[0], "Unverified", self.unverified[1]
         elif r.status == JobStatus.RUNNING.value:
             r.status = JobStatus.SUCCEEDED.value
         r.duration = time.monotonic() - self._started
@@ -457,6 +466,9 @@ class DeviceRunner:
         for (sd, c), got in zip(owner, outcomes, strict=True):
             if got is not None and got.ran and not got.skipped and got.exit_status in c.ok_codes:
                 self.result.executed.append((sd.name, c.argv))
+                if c.argv == LOG_MARK.argv:  # the log's size before the (re)start: verify reads from there
+                    with contextlib.suppress(ValueError):
+                        self.log_mark = parse_log_mark(_probe(got))
         self.result.mutating_commands += sum(
             1
             for (_, c), o in zip(owner, outcomes, strict=True)
@@ -561,6 +573,9 @@ class DeviceRunner:
                   noop_reason=None if sent else "every file was already there", tail=detail)
 
     async def _verify(self, sd: StepDef, plan: Plan, facts: Any) -> None:
+        if any(is_poll(c.argv) for c in plan.commands):
+            await self._verify_poll(sd, plan, facts)
+            return
         assert self.conn is not None
         begun = self._begin(sd.name, plan)
         deadline = time.monotonic() + self.s.verify_timeout
@@ -601,6 +616,49 @@ class DeviceRunner:
                 return
             await asyncio.sleep(interval)
             interval = min(interval * 2, 2.0)
+
+    async def _verify_poll(self, sd: StepDef, plan: Plan, facts: Any) -> None:
+        """ONE exec: the plan's probes with the poll bound to this run (window, pause, rules, log mark); the
+        Mac loops until evidence or the window's end. A poll that ends pending is `unverified`."""
+        assert self.conn is not None
+        cmds = tuple(self._bind(c) for c in plan.commands)
+        begun = self._begin(sd.name, Plan(commands=cmds))
+        lines = [_line(c) for c in cmds]
+        # the Mac bounds the poll; the exec's own limit only catches a Mac that stops answering
+        limit = 2 * self.s.verify_timeout + self.s.timeouts.command * len(lines)
+        try:
+            res = await self.conn.run_script(
+                lines, sudo=self.w.sudo if cmds[0].sudo else None, stop_on_error=False, timeout=limit,
+            )
+        except TransportError as e:
+            self.failure = self._fail(sd.name, begun, type(e).__name__, str(e))
+            return
+        outputs = [_probe(o) for o in res.steps]
+        verdict = self.s.workflow.judge_verify(facts, self.w.params, outputs)
+        tail = "\n".join(o.stdout for o in outputs)[-TAIL_CHARS:]
+        if verdict.done:
+            self.result.connected = True
+            self._end(sd.name, begun, StepStatus.OK, tail=verdict.detail or None)
+            return
+        if verdict.failure is not None:
+            self.result.connected = False
+            f = verdict.failure
+            self.failure = self._fail(
+                sd.name, begun, f.error_type, f.message + (f" — {f.hint}" if f.hint else ""), tail=tail
+            )
+            return
+        why = self._redact(f"{verdict.detail} — `orchestrate status --refresh` or `converge` checks again")
+        self.unverified = (self.s.step_prefix + sd.name, why)
+        self._end(sd.name, begun, StepStatus.UNVERIFIED, error_type="Unverified", message=why, tail=tail)
+
+    def _bind(self, c: Command) -> Command:
+        if not is_poll(c.argv):
+            return c
+        spec = PollSpec.from_argv(c.argv).bound(
+            window=self.s.verify_timeout, pause=self.s.verify_interval, rules=self.s.verify_rules,
+            mark=self.log_mark,
+        )
+        return Command(spec.argv(), sudo=c.sudo, mutating=c.mutating, ok_codes=c.ok_codes)
 
 
 _MARKER = re.compile(rb"\n(MACFLEET-STEP-[0-9a-f]+) 0 ")

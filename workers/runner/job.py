@@ -237,6 +237,12 @@ async def _run_work(
             update["connected"] = False
         elif result.connected:
             update["connected"] = True
+    elif result.status == JobStatus.UNVERIFIED.value:
+        # installed and running; whether it reached the Switch is unknown (not false): converge and
+        # `status --refresh` look again
+        update |= {"connected": None, "last_error": f"{result.step}: {result.message}"}
+        if inputs.kind in INSTALL_KINDS:
+            update["installed_version"] = work.params.version
     elif result.status == JobStatus.FAILED.value:
         update["last_error"] = f"{result.step}: {result.error_type}: {result.message}"
         if result.connected is not None:
