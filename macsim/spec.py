@@ -38,6 +38,9 @@ class Faults(_Strict):
     hang_tools: list[str] = Field(default_factory=list)  # these commands never return
     fail_tools: dict[str, int] = Field(default_factory=dict)  # command -> exit status, with an error message
     trust_refused: bool = False  # `security add-trusted-cert -d` refused as macOS 11+ refuses it over SSH
+    # a trust change (add-trusted-cert, remove-trusted-cert, delete-certificate -t) raises a confirmation
+    # dialog on the console that nobody answers: the command waits until it is killed
+    trust_dialog: bool = False
 
 
 class InstalledClient(_Strict):
