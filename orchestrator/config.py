@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -90,6 +90,15 @@ class DeploySettings(_Section):
     lease_ttl: float = Field(default=60.0, ge=2)
     """Seconds a controller's or worker's claim on a device job lasts without renewal: after a crash,
     `runs resume` (or a redelivered task) takes the job over once it expired."""
+
+
+class TrustSettings(_Section):
+    """How root CAs get trusted on the Macs (macOS 11+ refuses a trust change over SSH without a user)."""
+
+    mode: Literal["ssh", "profile", "skip"] = "ssh"
+    """ssh: try `security add-trusted-cert` (bounded, never waiting on a dialog); refused, the device is
+    installed and left awaiting trust. profile: never try over SSH; the device awaits the MDM profile from
+    `orchestrate certs profile` unless its trust is already there. skip: neither set nor check CA trust."""
 
 
 class SshSettings(_Section):
@@ -187,6 +196,7 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     """Write the log to this file as well as stderr."""
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
     waves: WaveSettings = Field(default_factory=WaveSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)

@@ -21,7 +21,16 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from inventory import select as select_targets
-from orchestrator.state.models import Device, DeviceJob, Group, GroupChild, GroupMember, Run, StepRun
+from orchestrator.state.models import (
+    Device,
+    DeviceJob,
+    Group,
+    GroupChild,
+    GroupMember,
+    JobStatus,
+    Run,
+    StepRun,
+)
 
 __all__ = [
     "NOT_INSTALLED",
@@ -101,12 +110,18 @@ class StatusReport:
     def connected(self) -> int:
         return sum(1 for d in self.devices if d.connected)
 
+    @property
+    def awaiting_trust(self) -> int:
+        """Installed, but their last run left them waiting for the CA trust (MDM profile), not failed."""
+        return sum(1 for d in self.devices if d.last_outcome == JobStatus.AWAITING_TRUST.value)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "devices": [d.as_json() for d in self.devices],
             "groups": self.versions_by_group,
             "total": len(self.devices),
             "connected": self.connected,
+            "awaiting_trust": self.awaiting_trust,
         }
 
 

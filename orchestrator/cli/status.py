@@ -62,7 +62,8 @@ def render_status(report: reports.StatusReport) -> str:
         for d in report.devices
     ]  # fmt: skip
     out = [columns(["device", "groups", "version", "connected", "last run", "outcome", "last error"], rows)]
-    out.append(f"\n{len(report.devices)} device(s), {report.connected} connected\n")
+    waiting = f", {report.awaiting_trust} awaiting CA trust" if report.awaiting_trust else ""
+    out.append(f"\n{len(report.devices)} device(s), {report.connected} connected{waiting}\n")
     if report.versions_by_group:
         grows = [[g, v, str(n)] for g, counts in report.versions_by_group.items() for v, n in counts.items()]
         out.append("\n" + columns(["group", "version", "devices"], grows))
