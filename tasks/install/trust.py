@@ -7,8 +7,11 @@ confirm: `add-trusted-cert` fails, or, with a console user logged in, raises a d
 (mkcert#305: "two of these dialogs", munki#1003: "Munki will not run before the password has been entered
 or aborted"). So:
 - a root is trusted by `add-trusted-cert` under a watchdog: stdin closed, killed after TRUST_TIMEOUT s. macOS
-  has no `timeout` binary, and closing the SSH channel does not signal a command run without a pty, so the
-  bound lives on the Mac: a constant POSIX sh script, the command as positional parameters;
+  has no `timeout` binary, and the transport's own timeout is no bound on the Mac: sshd refuses signal
+  requests in a root login's session (privsep; tests/workers/test_transport_exec.py) and closing the channel
+  does not signal a command run without a pty, so a `security` waiting on a dialog would outlive the run
+  (macsim cancels it, which is kinder than sshd). The bound lives on the Mac: a constant POSIX sh script,
+  the command as positional parameters, inside the step's exec (no extra round trip);
 - an intermediate gets no trust setting at all: `add-certificates` only puts it in the keychain;
 - in profile mode nothing is changed: `verify-cert` tells whether the MDM profile's trust has arrived.
 A refusal is not a failure of the device: the install goes on and the device awaits its trust (the profile
