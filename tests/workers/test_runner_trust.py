@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -123,3 +124,29 @@ async def test_skip_mode_never_touches_trust(tmp_path: Path, engine: Engine) -> 
         assert L.steps(run, MAC)["trust"].status == "noop"
         texts = "\n".join(L.commands(MAC))
         assert "add-trusted-cert" not in texts and "verify-cert" not in texts and "ca-" not in texts
+
+
+async def test_an_intermediate_is_added_without_a_trust_setting(tmp_path: Path, engine: Engine) -> None:
+    from macsim.artifacts.certs import _ca
+    from orchestrator.certs.store import add_cas
+
+    issuing, _ = _ca("macfleet Issuing CA", issuer=_ca("macfleet Offline Root CA"), path_len=0)
+    async with lab(tmp_path, engine, [{"name": MAC}], ssh=SSH) as L:
+        with Session(L.engine) as s:
+            add_cas(s, [issuing])
+            s.commit()
+        run = L.create_run()
+        outcome = await drive(L.engine, L.settings, run)
+        assert outcome.counts == {"succeeded": 1}, outcome.failed
+        texts = "\n".join(L.commands(MAC))
+        assert texts.count("add-certificates") == 1 and texts.count("add-trusted-cert") == 2
+        kc = L.fleet.hosts[MAC].mac.keychain
+        sha1 = issuing.fingerprint(hashes.SHA1()).hex().upper()
+        assert kc.find_cert(sha1) is not None and kc.trust_for(sha1, ("admin", "user", "profile")) is None
+        assert len(kc.trust) == 2  # the two roots only
+
+        marks = L.marks()
+        again = L.create_run()
+        await drive(L.engine, L.settings, again)
+        assert L.steps(again, MAC)["trust"].status == "noop"
+        assert "add-certificates" not in "\n".join(L.commands(MAC, since=marks[MAC]))
