@@ -46,6 +46,9 @@ class Faults(_Strict):
     # line at all, and lsof shows no socket either). Every dialect but "silent" holds the socket when
     # connected.
     client_log: Literal["standard", "reworded", "no-start-line", "socket-only", "silent"] = "standard"
+    # a trust change (add-trusted-cert, remove-trusted-cert, delete-certificate -t) raises a confirmation
+    # dialog on the console that nobody answers: the command waits until it is killed
+    trust_dialog: bool = False
 
 
 class InstalledClient(_Strict):

@@ -95,6 +95,15 @@ class DeploySettings(_Section):
     `runs resume` (or a redelivered task) takes the job over once it expired."""
 
 
+class TrustSettings(_Section):
+    """How root CAs get trusted on the Macs (macOS 11+ refuses a trust change over SSH without a user)."""
+
+    mode: Literal["ssh", "profile", "skip"] = "ssh"
+    """ssh: try `security add-trusted-cert` (bounded, never waiting on a dialog); refused, the device is
+    installed and left awaiting trust. profile: never try over SSH; the device awaits the MDM profile from
+    `orchestrate certs profile` unless its trust is already there. skip: neither set nor check CA trust."""
+
+
 class SshSettings(_Section):
     """The SSH transport: timeouts (seconds), limits and host-key policy."""
 
@@ -221,6 +230,7 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     """Write the log to this file as well as stderr."""
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
     waves: WaveSettings = Field(default_factory=WaveSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)

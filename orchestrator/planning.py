@@ -55,6 +55,7 @@ from orchestrator.state.models import (
 )
 from orchestrator.waves import WaveSpecError, assign_waves, parse_threshold, parse_waves
 from tasks.hostnames import DEFAULT_NAME_RULE, MacNames, match_names
+from tasks.install.params import TRUST_MODES
 
 __all__ = [
     "FREE_SPACE_MARGIN",
@@ -90,6 +91,7 @@ class DeployRequest:
     version: str | None = None
     method: str | None = None
     expected_team_id: str | None = None
+    trust: str | None = None  # ssh | profile | skip (tasks.install.params.TRUST_MODES); None: [trust] mode
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,9 @@ def _params(
     if team is not None and not _TEAM_ID.match(team):
         raise PlanningError(f"Apple team id {team!r} is not 10 upper-case letters or digits: fix it")
     art = _artifact_for(session, pick("version", request.version, d.version))
+    trust_mode = request.trust or settings.trust.mode
+    if trust_mode not in TRUST_MODES:
+        raise PlanningError(f"--trust {trust_mode!r} is not one of {', '.join(TRUST_MODES)}")
     cas = session.exec(select(CaCertificate.sha256).order_by(col(CaCertificate.sha256))).all()
     return {
         "version": art.version,
@@ -320,6 +325,7 @@ def _params(
         "min_free_bytes": int(2 * art.size + FREE_SPACE_MARGIN),
         "ca_sha256s": list(cas),
         "name_rule": settings.certs.name_rule,
+        "trust_mode": trust_mode,
     }
 
 
@@ -623,7 +629,7 @@ def plan_converge_run(
     narrowed = DeployRequest(
         groups=request.groups, limits=[*request.limits, *installed] if request.limits else installed,
         switch=request.switch, background_url=request.background_url, version=request.version,
-        method=request.method, expected_team_id=request.expected_team_id,
+        method=request.method, expected_team_id=request.expected_team_id, trust=request.trust,
     )  # fmt: skip
     return plan_run(session, settings, narrowed, actor, kind="converge")
 

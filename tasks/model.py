@@ -169,7 +169,11 @@ class StepDef:
     always: runs even after an earlier step failed (unmount, cleanup) — but, after a failure, only when the
     step named by `requires` changed something in this attempt (no detach without an attach). A step
     interrupted mid-way is never resumed blindly: the runner re-gathers facts and re-plans every step
-    (planners are idempotent, so re-planning from fresh facts IS the probe)."""
+    (planners are idempotent, so re-planning from fresh facts IS the probe).
+
+    awaiting_trust_on: error types (of a refusal, or of `explain` for a command that exited non-zero) that do
+    not fail the device: the step is recorded failed with that reason, the workflow goes on, VERIFY steps are
+    skipped, and the device ends awaiting trust (its CA trust is to come by MDM profile)."""
 
     name: str
     planner: Planner
@@ -178,6 +182,7 @@ class StepDef:
     requires: str | None = None
     explain: Explainer | None = None
     description: str = ""
+    awaiting_trust_on: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

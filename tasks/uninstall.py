@@ -39,6 +39,7 @@ from tasks.facts import (
 )
 from tasks.install.explain import _last_line, explain_hdiutil
 from tasks.install.params import DmgRef
+from tasks.install.trust import bounded, classify_refusal
 from tasks.model import (
     Command,
     FailureReason,
@@ -210,16 +211,31 @@ def identity(facts: ClientFacts, params: UninstallParams) -> Plan:
     return commands(Command(("security", "delete-identity", "-Z", sha1, SYSTEM_KEYCHAIN)))
 
 
+def _has_admin_trust(facts: ClientFacts, sha1: str) -> bool:
+    """`dump-trust-settings -d` lists the certificate (by its label, as the dump names certificates)."""
+    labels = {c.label for c in facts.mac.certificates if c.sha1.upper() == sha1 and c.label}
+    return any(t.name in labels for t in facts.mac.admin_trust)
+
+
 def cas(facts: ClientFacts, params: UninstallParams) -> Plan:
+    """A CA without a trust setting (an intermediate, or a root whose trust never came) is deleted plainly:
+    nothing to authorize. One with admin trust goes with `delete-certificate -t`, which on macOS 11+ asks
+    for the same confirmation as setting the trust and, refused, deletes nothing (keychain_delete.c: the
+    certificate is deleted only when the trust removal succeeded): bounded by the watchdog, run last, so a
+    refusal leaves exactly that CA (and any after it) whole, never a certificate without its trust or the
+    reverse."""
     if not params.remove_ca_sha1s:
         return noop("no CA to remove (only CAs our runs added are ever removed)")
     ours = _our_cas_present(facts, params)
     if not ours:
         return noop("none of the CAs our runs added is in the System keychain")
-    # -t: their trust settings go too
-    return commands(
-        *(Command(("security", "delete-certificate", "-t", "-Z", s, SYSTEM_KEYCHAIN)) for s in ours)
-    )
+    plain = [s for s in ours if not _has_admin_trust(facts, s)]
+    trusted = [s for s in ours if _has_admin_trust(facts, s)]
+    cmds = [Command(("security", "delete-certificate", "-Z", s, SYSTEM_KEYCHAIN)) for s in plain]
+    cmds += [
+        Command(bounded(("security", "delete-certificate", "-t", "-Z", s, SYSTEM_KEYCHAIN))) for s in trusted
+    ]
+    return commands(*cmds)
 
 
 def verify(facts: ClientFacts, params: UninstallParams) -> Plan:
@@ -298,10 +314,26 @@ def explain_remove(
     )
 
 
+UNINSTALL_TRUST_HINT = (
+    "remove it at the Mac (Keychain Access, as an administrator) or remove the MDM profile that trusts it; "
+    "run the uninstall again to verify"
+)
+
+
 def explain_keychain(
     argv: tuple[str, ...], status: int | None, stdout: str, stderr: str
 ) -> FailureReason | None:
     text = f"{stdout}\n{stderr}"
+    if "-t" in argv and "delete-certificate" in argv:
+        sha1 = argv[argv.index("-Z") + 1]
+        refusal = classify_refusal("delete-certificate -t", status, stdout, stderr, UNINSTALL_TRUST_HINT)
+        if refusal is not None:
+            return FailureReason(
+                refusal.error_type,
+                f"CA {sha1} is still in the System keychain with its trust setting (nothing of it was "
+                f"removed; CAs after it were not attempted): {refusal.message}",
+                refusal.hint,
+            )
     if "write permissions" in text.lower() or "UserCanceledErr" in text or "Write permissions error" in text:
         return FailureReason(
             "KeychainWriteRefused",

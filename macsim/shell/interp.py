@@ -86,6 +86,17 @@ class ShellState:
         )
 
 
+async def _job_status(running: asyncio.Task[int], signals: dict[int, int], pid: int) -> int:
+    """A background job's exit status: killed by `kill` (its task cancelled), 128 + the signal, the status
+    sh, bash and zsh report for a process a signal terminated."""
+    try:
+        return await running
+    except asyncio.CancelledError:
+        if running.cancelled() and pid in signals:
+            return 128 + signals[pid]
+        raise
+
+
 def _lower_first(s: str) -> str:
     return s[:1].lower() + s[1:]
 
@@ -173,8 +184,13 @@ class Shell:
         for item in seq.items:
             if item.background:
                 sub = Shell(self.st.copy())
-                self.st.background.append(asyncio.ensure_future(sub._run_and_or_isolated(item, io)))
-                self.st.vars["!"] = str(self.st.mac.alloc_pid())
+                pid = self.st.mac.alloc_pid()
+                running = asyncio.ensure_future(sub._run_and_or_isolated(item, io))
+                job = asyncio.ensure_future(_job_status(running, self.st.session.signals, pid))
+                self.st.background.append(job)
+                self.st.session.running[pid] = running
+                self.st.session.jobs[pid] = job
+                self.st.vars["!"] = str(pid)
                 status = 0
                 self.st.status = 0
             else:
@@ -186,6 +202,7 @@ class Shell:
             return await self.run_and_or(item, io)
         except ShellExit as e:
             return e.status
+
 
     async def run_and_or(self, item: ast.AndOr, io: IO) -> int:
         steps = [("", item.first), *item.rest]
@@ -803,6 +820,18 @@ async def _b_exec(sh: Shell, argv: list[str], io: IO) -> int:
 
 
 async def _b_wait(sh: Shell, argv: list[str], io: IO) -> int:
+    if len(argv) > 1:  # `wait PID...`: those children only; the status of the last
+        status = 0
+        for a in argv[1:]:
+            job = sh.st.session.jobs.get(int(a)) if a.isdigit() else None
+            if job is None or job not in sh.st.background:
+                # bash: "wait: pid N is not a child of this shell", status 127 (zsh words it the same)
+                sh.builtin_err(io, "wait", f"pid {a} is not a child of this shell",
+                               f"pid {a} is not a child of this shell")
+                status = 127
+                continue
+            status = await job
+        return status
     status = 0
     for t in sh.st.background:
         status = await t

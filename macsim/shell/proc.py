@@ -7,6 +7,7 @@ disk except through `p.mac.fs` with permission checks for `p.uid`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,6 +36,11 @@ class Session:
 
     sudo_validated_at: float | None = None
     vars: dict[str, str] = field(default_factory=dict)
+    # background jobs (`cmd &`) by pid: what runs (`kill` cancels it), its status (`wait PID` awaits it),
+    # and the signal a killed one got
+    running: dict[int, asyncio.Task[int]] = field(default_factory=dict)
+    jobs: dict[int, asyncio.Task[int]] = field(default_factory=dict)
+    signals: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass

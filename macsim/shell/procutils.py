@@ -43,22 +43,43 @@ async def sleep(p: Proc) -> int:
     return 0
 
 
+_SIGNALS = ("HUP INT QUIT ILL TRAP ABRT EMT FPE KILL BUS SEGV SYS PIPE ALRM TERM URG STOP TSTP CONT CHLD "
+            "TTIN TTOU IO XCPU XFSZ VTALRM PROF WINCH INFO USR1 USR2").split()
+
+
+def _signal(spec: str) -> int | None:
+    """A signal by number or by name (with or without SIG), as kill(1) takes it; None when unknown."""
+    if spec.isdigit():
+        n = int(spec)
+        return n if n <= len(_SIGNALS) else None
+    name = spec.upper().removeprefix("SIG")
+    return _SIGNALS.index(name) + 1 if name in _SIGNALS else None
+
+
 async def kill(p: Proc) -> int:
+    """kill [-s name | -name | -number] pid... (BSD kill.c). macsim keeps a process table only for this
+    exec's background jobs (`cmd &`): signalling one ends it (any signal but 0 is treated as fatal, the
+    default action of the ones scripts send); another pid is "No such process"."""
     u = (
         "usage: kill [-s signal_name] pid ...\n       kill -l [exit_status]\n"
         "       kill -signal_name pid ...\n       kill -signal_number pid ..."
     )
     args = p.argv[1:]
     if args and args[0] == "-l":
-        p.out(
-            "HUP INT QUIT ILL TRAP ABRT EMT FPE KILL BUS SEGV SYS PIPE ALRM TERM URG STOP TSTP CONT CHLD "
-            "TTIN TTOU IO XCPU XFSZ VTALRM PROF WINCH INFO USR1 USR2"
-        )
+        p.out(" ".join(_SIGNALS))
         return 0
+    sig: int | None = 15
     if args and args[0] == "-s":
-        args = args[2:]
+        if len(args) < 2:
+            return usage(p, u, status=2)
+        sig, args = _signal(args[1]), args[2:]
     elif args and args[0].startswith("-") and args[0] != "--":
-        args = args[1:]
+        sig, args = _signal(args[0][1:]), args[1:]
+    if sig is None:
+        # kill.c nosig(): "unknown signal %s; valid signals:" and the list, status 2
+        p.err(f"kill: unknown signal {p.argv[1 if p.argv[1] != '-s' else 2].lstrip('-')}; valid signals:")
+        p.err(" ".join(_SIGNALS))
+        return 2
     if args and args[0] == "--":
         args = args[1:]
     if not args:
@@ -69,9 +90,14 @@ async def kill(p: Proc) -> int:
             p.err(f"kill: illegal process id: {a}")
             status = 2
             continue
-        # macsim keeps no process table for exec sessions: nothing else is running to signal
-        p.err(f"kill: {a}: No such process")
-        status = 1
+        job = p.session.running.get(int(a))
+        if job is None or job.done():
+            p.err(f"kill: {a}: No such process")
+            status = 1
+            continue
+        if sig:
+            p.session.signals[int(a)] = sig
+            job.cancel()
     return status
 
 

@@ -18,10 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from macsim.shell.proc import Proc, Tool
-from macsim.tools.security_common import SHOW_USAGE, Ctx, UsageError, exit_status, getopt
+from macsim.shell.resolve import hang_forever
+from macsim.tools.security_common import SHOW_USAGE, Ctx, DialogWait, UsageError, exit_status, getopt
 from macsim.tools.security_find import delete_certificate, delete_identity, find_certificate, find_identity
 from macsim.tools.security_import import keychain_import
-from macsim.tools.security_trust import trusted_cert_add, trusted_cert_dump, trusted_cert_remove, verify_cert
+from macsim.tools.security_trust import (
+    add_certificates,
+    trusted_cert_add,
+    trusted_cert_dump,
+    trusted_cert_remove,
+    verify_cert,
+)
 
 MAX_LINE_LEN = 4096
 MAX_ARGS = 32
@@ -71,7 +78,13 @@ COMMANDS: list[Entry] = [
     Entry("create-keypair", None, "", "Create an asymmetric key pair."),
     Entry("add-generic-password", None, "", "Add a generic password item."),
     Entry("add-internet-password", None, "", "Add an internet password item."),
-    Entry("add-certificates", None, "", "Add certificates to a keychain."),
+    Entry(
+        "add-certificates",
+        add_certificates,
+        "[-k keychain] file...\n"
+        "If no keychain is specified, the certificates are added to the default keychain.",
+        "Add certificates to a keychain.",
+    ),
     Entry("find-generic-password", None, "", "Find a generic password item."),
     Entry("delete-generic-password", None, "", "Delete a generic password item."),
     Entry(
@@ -357,6 +370,13 @@ async def _interactive(ctx: Ctx) -> int:
 
 async def security_main(p: Proc) -> int:
     """The `security` tool. Returns the exit status (8 bits of the last command's result)."""
+    try:
+        return await _security_main(p)
+    except DialogWait:
+        return await hang_forever()  # the dialog is never answered: until the command is killed
+
+
+async def _security_main(p: Proc) -> int:
     ctx = Ctx(p)
     argv = list(p.argv)
     interactive = do_help = False

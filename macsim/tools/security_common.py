@@ -58,6 +58,11 @@ class UsageError(Exception):
     """getopt rejected the arguments; the caller returns SHOW_USAGE."""
 
 
+class DialogWait(Exception):
+    """A trust change raised SecurityAgent's confirmation dialog (`faults.trust_dialog`): over SSH nobody
+    answers it, so `security` waits until it is killed (security_main turns this into that wait)."""
+
+
 @dataclass
 class Ctx:
     """One run of the `security` tool: its process, global flags, and `-v` echo."""

@@ -15,6 +15,7 @@ import textwrap
 
 from macsim.keychain import CertItem, Keychain, cert_common_name, cert_sha256
 from macsim.tools.security_common import (
+    ERR_AUTH_INTERACTION_NOT_ALLOWED,
     ERR_ITEM_NOT_FOUND,
     ERR_NO_SUCH_KEYCHAIN,
     ERR_WR_PERM,
@@ -23,6 +24,7 @@ from macsim.tools.security_common import (
     KeychainNotFound,
     getopt,
 )
+from macsim.tools.security_trust import trust_change_refused
 
 # find-identity -p values -> (policy name printed, evaluation policy) in identity_find.m's order.
 IDENTITY_POLICIES = {
@@ -233,9 +235,23 @@ def _delete_common(ctx: Ctx, argv: list[str], identity: bool) -> int:
         ctx.sec_perror("SecKeychainItemDelete", ERR_WR_PERM)
         return ERR_WR_PERM
     if delete_trust:
-        kc.remove_trust(item.sha1, "user")
-        if ctx.is_root:
-            kc.remove_trust(item.sha1, "admin")
+        # keychain_delete.c do_delete_certificate: user-domain trust, then (as root) admin-domain trust; a
+        # missing setting is no error; any other failure is printed, and the certificate is then NOT
+        # deleted (the command fails as a whole). On macOS 11+ removing admin trust needs the same
+        # confirmation as adding it (Big Sur release notes), so over SSH it is refused (or waits on a dialog)
+        result = 0
+        domains = ["user", "admin"] if ctx.is_root else ["user"]
+        for domain in domains:
+            if kc.trust_for(item.sha1, (domain,)) is None:
+                continue
+            if trust_change_refused(ctx, domain):
+                api = f"SecTrustSettingsRemoveTrustSettings ({domain})"
+                ctx.sec_perror(api, ERR_AUTH_INTERACTION_NOT_ALLOWED)
+                result = ERR_AUTH_INTERACTION_NOT_ALLOWED
+                continue
+            kc.remove_trust(item.sha1, domain)
+        if result:
+            return result
     if identity:
         key = kc.key_for(item.x509())
         if key is not None:

@@ -32,6 +32,7 @@ from macsim.tools.security_common import (
     ERR_WR_PERM,
     SHOW_USAGE,
     Ctx,
+    DialogWait,
     KeychainNotFound,
     getopt,
     read_cert_file,
@@ -59,10 +60,53 @@ RESULT_NAMES = {
 }
 
 
-def _trust_refused(ctx: Ctx, domain: str) -> bool:
+def trust_change_refused(ctx: Ctx, domain: str) -> bool:
+    if ctx.p.mac.spec.faults.trust_dialog:
+        # mkcert#305 ("security add-trusted-cert now shows a permission box even if run with sudo"),
+        # munki#1003 ("will not run before the password has been entered or aborted")
+        raise DialogWait()
     if domain == "user":
         return True
     return not ctx.is_root or ctx.p.mac.spec.faults.trust_refused
+
+
+def add_certificates(ctx: Ctx, argv: list[str]) -> int:
+    """add-certificates [-k keychain] file... (keychain_add.c keychain_add_certificates, do_add_certificates):
+    each file read like add-trusted-cert's (readCertFile), added with SecCertificateAddToKeychain; no trust
+    setting is written. A certificate already there: "security: FILE: already in KEYCHAIN", status 1; the
+    other files are still added."""
+    opts, rest = getopt(ctx, argv, "hk:")
+    kc_name: str | None = None
+    for ch, arg in opts:
+        if ch == "k" and arg:
+            kc_name = arg
+        else:
+            return SHOW_USAGE
+    if not rest:
+        return SHOW_USAGE
+    if kc_name is None:
+        ctx.sec_error("add-certificates: the default keychain is not emulated by macsim; give -k")
+        return 1
+    try:
+        keychain = ctx.open_keychain(kc_name)
+    except KeychainNotFound:
+        keychain = None
+    result = 0
+    for path in rest:
+        cert = read_cert_file(ctx, path)
+        if cert is None:
+            result = 1
+            continue
+        if keychain is None:
+            ctx.sec_perror("SecCertificateAddToKeychain", ERR_NO_SUCH_KEYCHAIN)
+            result = 1
+        elif not ctx.can_write_system_keychain():
+            ctx.sec_perror("SecCertificateAddToKeychain", ERR_WR_PERM)
+            result = 1
+        elif not keychain.add_certificate(cert):
+            ctx.sec_error(f"{path}: already in {kc_name}")
+            result = 1
+    return result
 
 
 def trusted_cert_add(ctx: Ctx, argv: list[str]) -> int:
@@ -134,7 +178,7 @@ def trusted_cert_add(ctx: Ctx, argv: list[str]) -> int:
             ctx.cssm_perror("SecCertificateAddToKeychain", ERR_WR_PERM)
             return 1
         keychain.add_certificate(cert)  # a duplicate is fine
-    if _trust_refused(ctx, domain):
+    if trust_change_refused(ctx, domain):
         ctx.cssm_perror("SecTrustSettingsSetTrustSettings", ERR_AUTH_INTERACTION_NOT_ALLOWED)
         return 1
     if result == "trustRoot" and not is_self_signed(cert):
@@ -172,7 +216,7 @@ def trusted_cert_remove(ctx: Ctx, argv: list[str]) -> int:
     if cert is None:
         ctx.err(f"Error reading file {rest[0]}\n")
         return 1
-    if _trust_refused(ctx, domain):
+    if trust_change_refused(ctx, domain):
         ctx.cssm_perror("SecTrustSettingsRemoveTrustSettings", ERR_AUTH_INTERACTION_NOT_ALLOWED)
         return 1
     if not ctx.p.mac.keychain.remove_trust(cert_sha1(cert_der(cert)), domain):

@@ -17,7 +17,7 @@ import typer
 
 from orchestrator import planning, reports
 from orchestrator.cli import context
-from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
 from orchestrator.state.db import session_scope
@@ -53,6 +53,7 @@ def deploy(
         str | None, typer.Option("--version", help="1E Client version (default: config, else newest DMG).")
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help="install.sh (default) or pkg.")] = None,
+    trust: TrustOpt = None,
     concurrency: ConcurrencyOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Gather facts and print each device's plan; change nothing.")
@@ -67,7 +68,7 @@ def deploy(
     settings = context.settings()
     request = planning.DeployRequest(
         groups=groups, limits=limits, switch=switch, background_url=background_url, version=version,
-        method=method,
+        method=method, trust=trust,
     )  # fmt: skip
     try:
         with session_scope(context.engine()) as s:
@@ -337,6 +338,12 @@ def _finish(console: Console, run_id: str, *, stopped: bool) -> int:
         )
     summary = ", ".join(f"{n} {s}" for s, n in detail.run.counts.items())
     console.info(f"{len(detail.jobs)} device(s): {summary}")
+    awaiting = sum(1 for j in detail.jobs if j.status == JobStatus.AWAITING_TRUST.value)
+    if awaiting:
+        console.warning(
+            f"{awaiting} device(s) installed but awaiting CA trust: deliver the profile from "
+            "`orchestrate certs profile --out FILE` by MDM, then run `orchestrate converge`"
+        )
     if detail.run.halt_reason and not stopped:
         console.warning(f"run {detail.run.status}: {detail.run.halt_reason}")
     if stopped:

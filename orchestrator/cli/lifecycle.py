@@ -16,7 +16,7 @@ import typer
 from orchestrator import planning
 from orchestrator.cli import context
 from orchestrator.cli.deploy import EXIT_BAD_INPUT, EXIT_FAILED, _print_refused, drive_run
-from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.inventory_store import resolve_targets
 from orchestrator.state.db import session_scope
@@ -109,10 +109,12 @@ def converge(
     version: Annotated[
         str | None, typer.Option("--version", help="The version they should run (default as deploy).")
     ] = None,
+    trust: TrustOpt = None,
     concurrency: ConcurrencyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-check installed Macs and repair drift (stopped daemon, lost key access, wrong conf, trust)."""
+    """Re-check installed Macs and repair drift (stopped daemon, lost key access, wrong conf, trust); a Mac
+    awaiting its CA trust is finished once the trust is there (MDM profile), then verified."""
     console = Console(json_mode=json_out)
     groups, limits = targets(group, limit)
     settings = context.settings()
@@ -121,7 +123,7 @@ def converge(
             plan = planning.plan_converge_run(
                 s,
                 settings,
-                planning.DeployRequest(groups=groups, limits=limits, version=version),
+                planning.DeployRequest(groups=groups, limits=limits, version=version, trust=trust),
                 settings.actor,
             )
     except planning.PlanningError as e:

@@ -35,6 +35,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 ConcurrencyOpt = Annotated[
     int | None, typer.Option("--concurrency", min=1, max=10_000, help="Devices worked on at once.")
 ]
+TrustOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--trust",
+        help="CA trust: ssh (try over SSH; refused, the Mac is installed and awaits trust), profile (never "
+        "try; await the MDM profile from `certs profile`), skip (leave trust alone). Default: [trust] mode.",
+        show_default=False,
+    ),
+]
 
 
 def targets(group: list[str] | None, limit: list[str] | None) -> tuple[list[str], list[str]]:

@@ -23,6 +23,7 @@ from orchestrator.cli import context
 from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
+from orchestrator.state.models import JobStatus
 
 EXIT_BAD_INPUT = 2
 _ERROR_WIDTH = 70
@@ -109,7 +110,8 @@ def render_status(report: reports.StatusReport) -> str:
         for d in report.devices
     ]  # fmt: skip
     out = [columns(["device", "groups", "version", "connected", "last run", "outcome", "last error"], rows)]
-    rechecks = "".join(f", {n} {outcome}" for outcome, n in report.recheck.items())
+    labels = {JobStatus.UNVERIFIED.value: "unverified", JobStatus.AWAITING_TRUST.value: "awaiting CA trust"}
+    rechecks = "".join(f", {n} {labels.get(outcome, outcome)}" for outcome, n in report.recheck.items())
     out.append(f"\n{len(report.devices)} device(s), {report.connected} connected{rechecks}\n")
     if report.versions_by_group:
         grows = [[g, v, str(n)] for g, counts in report.versions_by_group.items() for v, n in counts.items()]

@@ -15,7 +15,7 @@ import typer
 from orchestrator import planning
 from orchestrator.cli import context
 from orchestrator.cli.deploy import EXIT_BAD_INPUT, _print_refused, drive_run
-from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
+from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
 from orchestrator.waves import WaveSpecError, parse_duration
@@ -53,6 +53,7 @@ def upgrade(
     ] = None,
     switch: Annotated[str | None, typer.Option("--switch", help="Tachyon Switch HOST:PORT[,...].")] = None,
     background_url: Annotated[str | None, typer.Option("--background-url", help="Background URL(s).")] = None,
+    trust: TrustOpt = None,
     concurrency: ConcurrencyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -70,7 +71,7 @@ def upgrade(
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     request = planning.DeployRequest(
-        groups=groups, limits=limits, switch=switch, background_url=background_url, version=to
+        groups=groups, limits=limits, switch=switch, background_url=background_url, version=to, trust=trust
     )
     wave_req = planning.WaveRequest(
         waves=waves or settings.waves.waves,

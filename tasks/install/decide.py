@@ -13,7 +13,9 @@ Rules (../shared/DESIGN.md rule 3: a finished Mac plans zero mutating commands):
 - verify: running, connected, AND the receipt's version is the target (VersionMismatch otherwise).
 - CA trust is *proven* by facts when the CA (by SHA-256) is in the System keychain, no other certificate
   there carries its label, and `dump-trust-settings -d` lists that label with only trust-as-root results.
-  Otherwise the PEM is pushed and `add-trusted-cert` runs behind a `verify-cert` unless-probe.
+  Otherwise the PEM is pushed and `add-trusted-cert` runs behind a `verify-cert` unless-probe. That holds
+  for roots (self-signed); an intermediate needs no trust setting: it is in place when the System keychain
+  holds it, else `add-certificates` adds it. trust_mode "skip" leaves every CA alone (none is "untrusted").
 - identity (no re-import) when ALL hold: our identity's SHA-1 is in the System keychain; the install step
   will not replace the binary (target version installed); the launchd job is running; and the client log's
   last start block says "Connected to Switch". Why that proves key access for the installed binary: the
@@ -76,6 +78,13 @@ def ca_trusted(facts: MacFacts, ca: CaRef) -> bool:
     return len(entries) == 1 and entries[0].trusted
 
 
+def ca_in_place(facts: MacFacts, ca: CaRef) -> bool:
+    """A root: trusted (ca_trusted). An intermediate: in the System keychain (it needs no trust setting)."""
+    if ca.self_signed:
+        return ca_trusted(facts, ca)
+    return any(c.sha256.upper() == ca.sha256.upper() for c in facts.certificates)
+
+
 def identity_ok(facts: MacFacts, params: InstallParams, install_pkg: bool) -> bool:
     return facts.identity(params.identity.sha1) is not None and not install_pkg and facts.connected
 
@@ -89,7 +98,8 @@ def decide(facts: MacFacts, params: InstallParams) -> Decision:
         update_conf = not conf_ok(facts, params)
     use_cached = install_pkg and facts.dmg_cached and params.cache_dir is not None
     push_dmg = install_pkg and not use_cached
-    untrusted = tuple(ca for ca in params.cas if not ca_trusted(facts, ca))
+    skip = params.trust_mode == "skip"
+    untrusted = () if skip else tuple(ca for ca in params.cas if not ca_in_place(facts, ca))
     present = facts.identity(params.identity.sha1) is not None
     reimport = not identity_ok(facts, params, install_pkg)
     restart = install_pkg or update_conf or reimport or bool(untrusted) or not facts.connected

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from tasks.install.pkginfo import PKG_VERSION_NAME, image_packages
+from tasks.install.trust import explain_trust_output
 from tasks.model import FailureReason
-
-PROFILE_HINT = "deploy the CA by a configuration profile: orchestrate certs profile ..."
 
 
 def _text(stdout: str, stderr: str) -> str:
@@ -32,20 +31,8 @@ def explain_rosetta(
 def explain_trust(
     argv: tuple[str, ...], status: int | None, stdout: str, stderr: str
 ) -> FailureReason | None:
-    text = _text(stdout, stderr)
-    if "SecTrustSettingsSetTrustSettings" in text and "parameters" in text:
-        return FailureReason(
-            "CaNotRoot",
-            "trustRoot can only be set on a self-signed root certificate: " + _last_line(stdout, stderr),
-            "give the root CA, not an intermediate",
-        )
-    if "no user interaction was possible" in text or "SecTrustSettingsSetTrustSettings" in text:
-        return FailureReason(
-            "TrustRefused",
-            "macOS refused to change trust settings over SSH: " + _last_line(stdout, stderr),
-            PROFILE_HINT,
-        )
-    return None
+    """Refusals typed (tasks/install/trust.py): those in AWAITING_TRUST_TYPES leave the device awaiting."""
+    return explain_trust_output(argv, status, stdout, stderr)
 
 
 def explain_hdiutil(

@@ -11,13 +11,16 @@ from tasks.hostnames import DEFAULT_NAME_RULE, check_rule
 
 @dataclass(frozen=True)
 class CaRef:
-    """A CA certificate to trust as a root. pem_name: its file name in the private dir."""
+    """A CA certificate for the System keychain. pem_name: its file name in the private dir. self_signed: a
+    root (trusted with `add-trusted-cert -r trustRoot`); otherwise an intermediate, which needs no trust
+    setting, only to be in the keychain (`add-certificates`)."""
 
     sha256: str
     sha1: str
     subject: str
     common_name: str | None
     pem_name: str
+    self_signed: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class IdentityRef:
 
 
 METHODS = ("install.sh", "pkg")
+# How root CAs get trusted: "ssh" tries `add-trusted-cert` over SSH and, refused, leaves the device awaiting
+# an MDM profile; "profile" never tries (the profile from `orchestrate certs profile` is expected); "skip"
+# neither touches nor judges CA trust.
+TRUST_MODES = ("ssh", "profile", "skip")
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,14 @@ class InstallParams:
     min_free_bytes: int = 0
     allow_all_apps: bool = False  # upgrade opt-in: import the identity with -A (any app) instead of -T
     name_rule: str = DEFAULT_NAME_RULE  # which of the Mac's names the certificate carries (tasks/hostnames)
+    trust_mode: str = "ssh"  # one of TRUST_MODES
 
     def __post_init__(self) -> None:
         check_rule(self.name_rule)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.trust_mode not in TRUST_MODES:
+            raise ValueError(f"trust_mode must be one of {TRUST_MODES}, got {self.trust_mode!r}")
         if not self.private_dir.startswith("/") or self.private_dir.rstrip("/") in (
             "",
             "/private/tmp",

@@ -7,6 +7,7 @@ from tasks.hostnames import match_names
 from tasks.install.decide import SUPPORTED_ARCHES, conf_ok, decide
 from tasks.install.params import InstallParams
 from tasks.install.pkginfo import PKG_VERSION_NAME, PKG_VERSION_SCRIPT
+from tasks.install.trust import trust_command
 from tasks.install.verify import LOG_MARK, verify_commands
 from tasks.model import Command, Plan, Upload, commands, noop, refuse
 
@@ -67,21 +68,18 @@ def push(facts: MacFacts, params: InstallParams) -> Plan:
 
 
 def trust(facts: MacFacts, params: InstallParams) -> Plan:
+    """Roots: `add-trusted-cert` under a watchdog (trust.py), or, in profile mode, a `verify-cert` probe whose
+    failure means the MDM profile has not arrived. Intermediates: `add-certificates` (no trust setting)."""
+    if params.trust_mode == "skip":
+        return noop("CA trust is not managed here (--trust skip)")
     d = decide(facts, params)
     if not d.untrusted_cas:
         return noop(
-            "every CA is trusted as a root in the System keychain" if params.cas else "no CA to trust"
+            "every CA is in place (roots trusted, intermediates in the System keychain)"
+            if params.cas
+            else "no CA to trust"
         )
-    cmds = []
-    for ca in d.untrusted_cas:
-        pem = params.ca_path(ca)
-        cmds.append(
-            Command(
-                ("security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k", SYSTEM_KEYCHAIN, pem),
-                unless=("security", "verify-cert", "-c", pem, "-l", "-L", "-q"),
-            )
-        )
-    return commands(*cmds)
+    return commands(*(trust_command(params, ca) for ca in d.untrusted_cas))
 
 
 def mount(facts: MacFacts, params: InstallParams) -> Plan:

@@ -8,6 +8,7 @@ from tasks import facts as f
 from tasks.facts import BINARY, MacFacts
 from tasks.install import explain, steps
 from tasks.install.params import InstallParams
+from tasks.install.trust import AWAITING_TRUST_TYPES
 from tasks.install.verify import judge_verify
 from tasks.model import Command, Phase, ProbeOutput, StepDef, Workflow
 
@@ -61,7 +62,6 @@ INSTALL = Workflow(
         StepDef("preflight", steps.preflight, description="host name, architecture, free space"),
         StepDef("rosetta", steps.rosetta, explain=explain.explain_rosetta, description="Rosetta 2 on arm64"),
         StepDef("push", steps.push, phase=Phase.PUSH, description="DMG, PFX and CA PEMs to the private dir"),
-        StepDef("trust", steps.trust, explain=explain.explain_trust, description="trust each CA as a root"),
         StepDef("mount", steps.mount, explain=explain.explain_hdiutil, description="hdiutil attach"),
         StepDef("install", steps.install, explain=explain.explain_install, description="install.sh or pkg"),
         StepDef(
@@ -77,6 +77,15 @@ INSTALL = Workflow(
             steps.identity,
             explain=explain.explain_identity,
             description="import the PFX with -T for the client binary",
+        ),
+        # after the install, not before it: a Mac whose CA trust macOS refuses over SSH (11+) still gets
+        # everything else, and awaits the trust (MDM profile) instead of getting nothing
+        StepDef(
+            "trust",
+            steps.trust,
+            explain=explain.explain_trust,
+            description="trust root CAs (bounded), add intermediates",
+            awaiting_trust_on=AWAITING_TRUST_TYPES,
         ),
         StepDef("start", steps.start, explain=explain.explain_start, description="(re)start the daemon"),
         StepDef("verify", steps.verify, phase=Phase.VERIFY, description="running and connected"),

@@ -28,7 +28,8 @@ from tests.orchestrator import run_seed as seed
 SWITCH = "tachyon.lab.test:4000"
 URL = "https://tachyon.lab.test:443/Background/"
 PARAM_KEYS = {"version", "switch", "background_url", "artifact_sha256", "method", "expected_team_id",
-              "cache_dmg", "verify_timeout", "min_free_bytes", "ca_sha256s", "name_rule"}  # fmt: skip
+              "cache_dmg", "verify_timeout", "min_free_bytes", "ca_sha256s", "name_rule",
+              "trust_mode"}  # fmt: skip
 
 
 def settings(**deploy: object) -> Settings:

@@ -48,7 +48,7 @@ def test_explainers() -> None:
         "SecTrustSettingsSetTrustSettings: The authorization was denied since no user interaction "
         "was possible.\n",
     )
-    assert trust is not None and trust[0] == "TrustRefused" and "configuration profile" in trust[1]
+    assert trust is not None and trust[0] == "TrustInteractionNotAllowed" and "certs profile" in trust[1]
     pfx = _explain(
         "identity",
         ("security", "-i"),
@@ -125,3 +125,31 @@ def test_package_version_mismatch_names_both_versions() -> None:
     r = explain_install(argv, 1, "", "Could not open package for expansion: x.pkg")
     assert r is not None and r.error_type == "PackageVersionMismatch"
     assert "could not read the version" in r.message and "Could not open package" in r.message
+
+
+# Refusals as macOS words them (tasks/install/trust.py names each message's public source); the
+# watchdog's own note for a command it killed; what is not a refusal stays a failure.
+TRUST_CASES = [
+    (1, "SecTrustSettingsSetTrustSettings: The authorization was denied since no user interaction was "
+        "possible.\n", "TrustInteractionNotAllowed"),
+    (1, "SecTrustSettingsSetTrustSettings: The authorization was canceled by the user.\n", "TrustCanceled"),
+    (1, "SecTrustSettingsSetTrustSettings: The authorization was denied.\n", "TrustAuthorizationDenied"),
+    (1, "NO (-60005)\n", "TrustAuthorizationDenied"),
+    (1, "SecTrustSettingsSetTrustSettings: errSecInternalComponent\n", "TrustRefused"),
+    (137, "macfleet-watchdog: no answer within 10 s: killed\n", "TrustTimeout"),
+    (1, "SecTrustSettingsSetTrustSettings: One or more parameters passed to a function were not valid.\n",
+     "CaNotRoot"),
+]
+
+
+@pytest.mark.parametrize(("status", "stderr", "want"), TRUST_CASES)
+def test_trust_refusals_are_typed(status: int, stderr: str, want: str) -> None:
+    from tasks.install.trust import AWAITING_TRUST_TYPES, bounded
+
+    explain = INSTALL.step("trust").explain
+    assert explain is not None
+    argv = bounded(("security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k", "/K", "/p/ca.pem"))
+    r = explain(argv, status, "", stderr)
+    assert r is not None and r.error_type == want
+    assert (want in AWAITING_TRUST_TYPES) == (want != "CaNotRoot")
+    assert want not in INSTALL.step("install").awaiting_trust_on  # only the trust step defers

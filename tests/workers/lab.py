@@ -128,6 +128,21 @@ def assert_failed_at(lab_: Lab, run_id: str, name: str, step: str, error_type: s
     return job.error_message
 
 
+def assert_awaiting_trust(lab_: Lab, run_id: str, name: str, error_type: str) -> str:
+    """The device's job ended awaiting CA trust at the trust step with `error_type` (recorded on the job, the
+    trust StepRun and the device row, whose installed version is the run's); returns the job's message."""
+    job = lab_.jobs(run_id)[name]
+    assert (job.status, job.current_step, job.error_type) == ("awaiting_trust", "trust", error_type), (
+        name, job.status, job.current_step, job.error_type, job.error_message)
+    rec = lab_.steps(run_id, name)["trust"]
+    assert (rec.status, rec.error_type) == ("failed", error_type), (name, rec.status, rec.error_type)
+    dev = lab_.device(name)
+    assert dev.last_outcome == "awaiting_trust" and dev.installed_version == VERSION, (name, dev.last_outcome)
+    assert (dev.last_error or "").startswith(f"trust: {error_type}: "), (name, dev.last_error)
+    assert job.error_message and "orchestrate certs profile" in job.error_message
+    return job.error_message
+
+
 def mac_files(lab_: Lab, name: str, under: str = "/") -> list[str]:
     """Every file on the Mac below `under` (absolute Mac paths)."""
     fs = lab_.fleet.hosts[name].mac.fs

@@ -16,7 +16,7 @@ from sqlmodel import Session, SQLModel, select
 
 import workers.runner.inputs as inputs_mod
 from orchestrator.state.models import HostKeyPin, JobStatus
-from tests.workers.lab import VERSION, Lab, assert_failed_at, lab, mac_files
+from tests.workers.lab import VERSION, Lab, assert_awaiting_trust, assert_failed_at, lab, mac_files
 from workers.events import StepFinished
 from workers.local import drive
 from workers.runner.device import DeviceRunner
@@ -193,11 +193,11 @@ async def test_refused_trust_points_to_a_configuration_profile(tmp_path: Path, e
     async with lab(tmp_path, engine, _host(faults={"trust_refused": True}), ssh=SSH) as L:
         run = L.create_run()
         await drive(L.engine, L.settings, run)
-        msg = assert_failed_at(L, run, MAC, "trust", "TrustRefused")
+        msg = assert_awaiting_trust(L, run, MAC, "TrustInteractionNotAllowed")
         assert "orchestrate certs profile" in msg
-        steps = L.steps(run, MAC)
-        assert all(steps[s].status == "skipped" for s in ("mount", "install", "identity", "start", "verify"))
-        assert steps["cleanup"].status == "changed"
+        steps = L.steps(run, MAC)  # everything else is done; only the connection waits for the trust
+        assert all(steps[s].status == "changed" for s in ("mount", "install", "identity", "start"))
+        assert steps["verify"].status == "skipped" and steps["cleanup"].status == "changed"
         _no_pfx_left(L)
 
 
@@ -268,9 +268,9 @@ async def test_canary_secrets_appear_nowhere_on_success_and_failure_paths(
         events: list[Any] = []
         run = L.create_run(method="pkg")
         outcome = await drive(L.engine, L.settings, run, on_event=events.append)
-        assert outcome.counts == {"succeeded": 2, "failed": 2}, outcome.failed
+        assert outcome.counts == {"succeeded": 2, "failed": 1, "awaiting_trust": 1}, outcome.failed
         assert_failed_at(L, run, "mac-hang", "install", "CommandTimeout")
-        assert_failed_at(L, run, "mac-notrust", "trust", "TrustRefused")
+        assert_awaiting_trust(L, run, "mac-notrust", "TrustInteractionNotAllowed")
 
         stored = [L.certs.password_for(p) for p in [*L.certs.host_pfx.values(), *L.certs.bad_pfx.values()]]
         assert len(otps) == 4, otps  # one per Mac: each got as far as the push

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.workers.lab import VERSION, assert_failed_at, lab, mac_files
+from tests.workers.lab import VERSION, assert_awaiting_trust, assert_failed_at, lab, mac_files
 from workers.local import drive
 
 SSH: dict[str, Any] = {
@@ -34,10 +34,11 @@ GOOD = [
 BROKEN: dict[str, tuple[dict[str, Any], str, str]] = {  # name -> (spec, failed step, error type)
     "mac-wrongcase": ({"arch": "arm64", "rosetta": False}, "preflight", "HostnameMismatch"),
     "mac-nospace": ({"free_space_mb": 1}, "preflight", "InsufficientSpace"),
-    "mac-notrust": ({"faults": {"trust_refused": True}}, "trust", "TrustRefused"),
     "mac-offline": ({"faults": {"refuse_connections": True}}, "connect", "Unreachable"),
 }
-HOSTS = GOOD + [{"name": name, **spec} for name, (spec, _, _) in BROKEN.items()]
+NOTRUST = "mac-notrust"  # installed, awaiting its CA trust (refused over SSH)
+HOSTS = GOOD + [{"name": name, **spec} for name, (spec, _, _) in BROKEN.items()] + [
+    {"name": NOTRUST, "faults": {"trust_refused": True}}]
 CLIENT = "/Library/Application Support/1E/Client/1E.Client"
 
 # what changes a Mac, as it appears in an exec's text (whole words: `rm` but not `__macfleet_rc`)
@@ -62,7 +63,7 @@ async def test_mixed_fleet_of_20_then_a_rerun_changes_nothing(tmp_path: Path, en
         run = L.create_run()
         outcome = await drive(L.engine, L.settings, run, concurrency=20)
         assert outcome.status == "failed"
-        assert outcome.counts == {"succeeded": 16, "failed": 4}, outcome.failed
+        assert outcome.counts == {"succeeded": 16, "failed": 3, "awaiting_trust": 1}, outcome.failed
         assert sorted(name for name, *_ in outcome.failed) == sorted(BROKEN)
 
         for h in GOOD:
@@ -84,17 +85,18 @@ async def test_mixed_fleet_of_20_then_a_rerun_changes_nothing(tmp_path: Path, en
             assert L.device(name).installed_version is None, name
             if name == "mac-wrongcase":
                 assert "case" in msg
-            if name == "mac-notrust":
-                assert "orchestrate certs profile" in msg
             if name == "mac-offline":
                 assert L.commands(name) == [] and list(L.steps(run, name)) == ["connect"]
             else:
                 assert L.steps(run, name)["verify"].status == "skipped", name
 
+        assert_awaiting_trust(L, run, NOTRUST, "TrustInteractionNotAllowed")
+        assert L.fleet.hosts[NOTRUST].mac.fs.exists(CLIENT)
+
         marks = L.marks()
         again = L.create_run()
         second = await drive(L.engine, L.settings, again, concurrency=20)
-        assert second.counts == {"succeeded": 16, "failed": 4}, second.failed
+        assert second.counts == {"succeeded": 16, "failed": 3, "awaiting_trust": 1}, second.failed
         by_name = {r.name: r for r in second.results}
         for h in GOOD:
             name = h["name"]
@@ -109,3 +111,4 @@ async def test_mixed_fleet_of_20_then_a_rerun_changes_nothing(tmp_path: Path, en
             assert statuses["verify"] == "ok"
         for name, (_, step, error_type) in BROKEN.items():
             assert_failed_at(L, again, name, step, error_type)
+        assert_awaiting_trust(L, again, NOTRUST, "TrustInteractionNotAllowed")

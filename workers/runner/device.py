@@ -181,6 +181,7 @@ class DeviceRunner:
         self.failure: _Failed | None = None
         self.unverified: tuple[str, str] | None = None  # (step, why): verify found no evidence either way
         self.log_mark: int | None = None  # the client log's size right before this run's (re)start
+        self.awaiting: tuple[str, FailureReason] | None = None  # (step, why): the device awaits CA trust
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ recording helpers
@@ -266,6 +267,11 @@ class DeviceRunner:
         elif r.status == JobStatus.RUNNING.value and self.unverified is not None:
             r.status = JobStatus.UNVERIFIED.value
             r.step, r.error_type, r.message = self.unverified[0], "Unverified", self.unverified[1]
+        elif self.awaiting is not None and r.status == JobStatus.RUNNING.value:
+            step, why = self.awaiting
+            r.status = JobStatus.AWAITING_TRUST.value
+            r.step, r.error_type = self.s.step_prefix + step, why.error_type
+            r.message = why.message + (f" — {why.hint}" if why.hint else "")
         elif r.status == JobStatus.RUNNING.value:
             r.status = JobStatus.SUCCEEDED.value
         r.duration = time.monotonic() - self._started
@@ -352,7 +358,10 @@ class DeviceRunner:
                     begun = self._begin(sd.name, plan)
                     r = plan.refusal
                     msg = f"{r.message} — {r.hint}" if r.hint else r.message
-                    self.failure = self._fail(sd.name, begun, r.error_type, msg)
+                    if r.error_type in sd.awaiting_trust_on:
+                        self._await_trust(sd, begun, [FailureReason(r.error_type, r.message, r.hint)], None)
+                    else:
+                        self.failure = self._fail(sd.name, begun, r.error_type, msg)
                 continue
             if plan.noop is not None:
                 begun = self._begin(sd.name, plan)
@@ -508,6 +517,7 @@ class DeviceRunner:
         tail = "\n".join(
             (o.stdout + o.stderr).decode("utf-8", "replace") for _, o in mine if o is not None
         ).strip()
+        awaited: list[FailureReason] = []
         for c, o in mine:
             if o is None or not o.ran:
                 if error is not None:
@@ -517,6 +527,20 @@ class DeviceRunner:
                 else:
                     why = "not run: an earlier step failed"
                     self._end(sd.name, begun, StepStatus.SKIPPED, noop_reason=why)
+                return
+            if sd.awaiting_trust_on and o.exit_status != 0 and not o.skipped:
+                reason = self._explain(sd, c, o)
+                if reason.error_type in sd.awaiting_trust_on:
+                    awaited.append(reason)
+                    continue
+                # any other trouble fails the device, whatever ok_codes let the exec run past
+                f = self._fail(
+                    sd.name, begun, reason.error_type,
+                    reason.message + (f" — {reason.hint}" if reason.hint else ""),
+                    exit_code=o.exit_status, tail=tail or None,
+                )
+                if self.failure is None and not cleanup:
+                    self.failure = f
                 return
             if o.exit_status not in c.ok_codes:
                 reason = self._explain(sd, c, o)
@@ -528,6 +552,9 @@ class DeviceRunner:
                 if self.failure is None and not cleanup:
                     self.failure = f
                 return
+        if awaited:
+            self._await_trust(sd, begun, awaited, tail or None)
+            return
         if all(o is not None and o.skipped for _, o in mine):
             probes = "; ".join(" ".join(c.unless or ()) for c, _ in mine)
             self._end(sd.name, begun, StepStatus.NOOP, noop_reason=f"already so: {probes} succeeded")
@@ -535,6 +562,18 @@ class DeviceRunner:
         mutated = any(c.mutating and o is not None and not o.skipped for c, o in mine)
         self._end(sd.name, begun, StepStatus.CHANGED if mutated else StepStatus.OK, exit_code=0,
                   tail=tail or None)
+
+    def _await_trust(
+        self, sd: StepDef, begun: tuple[str, float], why: list[FailureReason], tail: str | None
+    ) -> None:
+        """A trust change macOS refused (or a profile not yet delivered): recorded on the step as a failure
+        with its typed reason, but the device goes on and ends awaiting trust, not failed."""
+        first = why[0]
+        message = "; ".join(dict.fromkeys(w.message for w in why))
+        message += f" — {first.hint}" if first.hint else ""
+        self._fail(sd.name, begun, first.error_type, message, tail=tail)
+        if self.awaiting is None:
+            self.awaiting = (sd.name, first)
 
     def _explain(self, sd: StepDef, c: Command, o: StepOutcome) -> FailureReason:
         out, err = o.stdout.decode("utf-8", "replace"), o.stderr.decode("utf-8", "replace")
@@ -573,6 +612,11 @@ class DeviceRunner:
                   noop_reason=None if sent else "every file was already there", tail=detail)
 
     async def _verify(self, sd: StepDef, plan: Plan, facts: Any) -> None:
+        if self.awaiting is not None:  # without its CA trust the client cannot connect: converge verifies
+            begun = self._begin(sd.name, plan)
+            self._skip(sd.name, f"awaiting CA trust ({self.awaiting[1].error_type}): converge verifies later",
+                       begun)
+            return
         if any(is_poll(c.argv) for c in plan.commands):
             await self._verify_poll(sd, plan, facts)
             return

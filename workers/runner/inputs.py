@@ -107,6 +107,7 @@ def load_run_inputs(session: Session, run_or_id: str | Run) -> RunInputs:
             subject=row.subject,
             common_name=str(cn[0]) if cn else None,
             pem_name=f"ca-{row.sha256[:16]}.pem",
+            self_signed=row.is_self_signed,
         )
         cas.append((ref, cert.public_bytes(Encoding.PEM)))
     return RunInputs(run.id, run.kind, params, workflow, dmg_path, dmg, tuple(cas))
@@ -250,6 +251,7 @@ def _install_params(
         min_free_bytes=int(p.get("min_free_bytes") or 0),
         allow_all_apps=bool(p.get("allow_all_apps")),
         name_rule=str(p.get("name_rule") or DEFAULT_NAME_RULE),
+        trust_mode=str(p.get("trust_mode") or "ssh"),
     )
     state: dict[str, bytes] = {}
     cert_id = cert.id

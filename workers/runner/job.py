@@ -243,6 +243,11 @@ async def _run_work(
         update |= {"connected": None, "last_error": f"{result.step}: {result.message}"}
         if inputs.kind in INSTALL_KINDS:
             update["installed_version"] = work.params.version
+    elif result.status == JobStatus.AWAITING_TRUST.value:
+        # installed and configured: converge (which targets installed devices) finishes it once trust is seen
+        update["last_error"] = f"{result.step}: {result.error_type}: {result.message}"
+        if inputs.kind in INSTALL_KINDS:
+            update |= {"installed_version": work.params.version, "connected": False}
     elif result.status == JobStatus.FAILED.value:
         update["last_error"] = f"{result.step}: {result.error_type}: {result.message}"
         if result.connected is not None:
@@ -348,12 +353,13 @@ def _artifact_of_version(engine: Engine, version: str) -> tuple[DmgRef, Path] | 
 
 
 def _cas_trusted(work: DeviceWork, result: DeviceResult) -> list[tuple[str, str]]:
-    """(sha256, sha1) of the CAs this run made trusted on the Mac (`add-trusted-cert` that ran)."""
+    """(sha256, sha1) of the CAs this run put in the System keychain: `add-trusted-cert` that ran (a refused
+    one too: it adds the certificate before it asks for the trust change) or `add-certificates`."""
     cas = getattr(work.params, "cas", ())
     by_path = {work.params.ca_path(ca): ca for ca in cas} if cas else {}
     out = []
     for step, argv in result.executed:
-        if step == "trust" and "add-trusted-cert" in argv and argv[-1] in by_path:
+        if step == "trust" and {"add-trusted-cert", "add-certificates"} & set(argv) and argv[-1] in by_path:
             ca = by_path[argv[-1]]
             out.append((ca.sha256, ca.sha1))
     return out
