@@ -38,6 +38,9 @@ class Faults(_Strict):
     hang_tools: list[str] = Field(default_factory=list)  # these commands never return
     fail_tools: dict[str, int] = Field(default_factory=dict)  # command -> exit status, with an error message
     trust_refused: bool = False  # `security add-trusted-cert -d` refused as macOS 11+ refuses it over SSH
+    # the Switch turns away clients of these versions (a version-specific break: the new client installs and
+    # starts, then cannot connect), for tests of an upgrade's rollback
+    switch_rejects_versions: list[str] = Field(default_factory=list)
 
 
 class InstalledClient(_Strict):
