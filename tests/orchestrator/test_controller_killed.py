@@ -149,11 +149,11 @@ async def test_ctrl_c_stops_cleanly_records_where_each_device_stood_and_resume_f
         assert statuses <= {"succeeded", "interrupted", "pending"}, where
         assert "interrupted" in statuses or "pending" in statuses, where
         for name, status in where.items():  # ...and each record matches what the Mac itself saw
-            ran = _log(L, name)
+            ran = [e["command"] for e in _log(L, name)]
             if status == "pending":
-                assert ran == [], f"{name} is recorded pending but ran {[e['command'] for e in ran]}"
-            else:
-                assert ran, f"{name} is recorded {status} but no command reached it"
+                assert ran == [], f"{name} is recorded pending but ran {ran}"
+            elif status == "succeeded":  # (an interrupted one may have been stopped before its first exec)
+                assert sum("install.sh" in c for c in ran) == 1, f"{name} is recorded succeeded: {ran}"
         for h in HOSTS[:6]:  # no PFX left behind on any Mac, even those stopped part-way
             mac = L.fleet.hosts[h["name"]].mac
             assert not any(p.name == "client.p12" for p in mac.fs.real("/private/tmp").rglob("*")), h["name"]
