@@ -49,6 +49,9 @@ class Faults(_Strict):
     # a trust change (add-trusted-cert, remove-trusted-cert, delete-certificate -t) raises a confirmation
     # dialog on the console that nobody answers: the command waits until it is killed
     trust_dialog: bool = False
+    # the Switch turns away clients of these versions (a version-specific break: the new client installs and
+    # starts, then cannot connect), for tests of an upgrade's rollback
+    switch_rejects_versions: list[str] = Field(default_factory=list)
 
 
 class InstalledClient(_Strict):

@@ -58,7 +58,6 @@ from tasks.hostnames import DEFAULT_NAME_RULE, MacNames, match_names
 from tasks.install.params import TRUST_MODES
 
 __all__ = [
-    "FREE_SPACE_MARGIN",
     "METHODS",
     "DeployRequest",
     "PlannedRun",
@@ -68,8 +67,6 @@ __all__ = [
 ]
 
 METHODS = ("install.sh", "pkg")
-# Free space a Mac needs beyond twice the DMG (the upload, and the client it installs): logs, receipts, conf.
-FREE_SPACE_MARGIN = 100 * 1024 * 1024
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:(\d{1,5})$")
 _TEAM_ID = re.compile(r"^[A-Z0-9]{10}$")
@@ -322,7 +319,6 @@ def _params(
         "expected_team_id": team,
         "cache_dmg": bool(d.keep_dmg_cache),
         "verify_timeout": float(d.verify_timeout),
-        "min_free_bytes": int(2 * art.size + FREE_SPACE_MARGIN),
         "ca_sha256s": list(cas),
         "name_rule": settings.certs.name_rule,
         "trust_mode": trust_mode,

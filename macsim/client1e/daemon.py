@@ -9,7 +9,8 @@ Switch and BackgroundChannelUrl are set; an identity in the System keychain whos
 equals `hostname` exactly (case-sensitive); that certificate is valid now and allowed for client
 authentication; its private key's access list allows the installed binary (path AND SHA-256: an upgraded
 binary is not allowed until the identity is imported again with -T, or was imported with -A); its chain is
-trusted. Only then does it log `Connected to Switch <first switch>`.
+trusted. Only then does it log `Connected to Switch <first switch>` (unless the Switch rejects the client's
+version: the `switch_rejects_versions` fault knob).
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ def judge(mac: VirtualMac) -> DaemonVerdict:
         step, verdict = _check_identity(mac, ident.cert.x509(), ident.key.allows(paths.BINARY, cdhash), host)
         if verdict.connected:
             sw = first_switch(switch)
+            if info.get("version") in mac.spec.faults.switch_rejects_versions:
+                # the fault knob switch_rejects_versions; the wording is invented (no public sample of a
+                # Switch refusing a client version was found)
+                return DaemonVerdict(
+                    True, False, "switch-rejected",
+                    f"Switch {sw} refused the connection: client version {info['version']} is not supported",
+                )
             return DaemonVerdict(True, True, "connected", f"Connected to Switch {sw} as {host}", sw)
         if best is None or step > best[0]:
             best = (step, verdict)

@@ -107,6 +107,8 @@ def decide(facts: MacFacts, params: InstallParams) -> Decision:
         loaded = params.method == "install.sh"
     else:
         loaded = facts.job.loaded
+    # The one free-space rule (the run's params carry no size estimate of their own; min_free_bytes is only
+    # an extra floor, 0 unless a caller asks for one).
     needed = params.min_free_bytes
     if install_pkg:
         # the DMG itself (unless cached), the pkg copied to the stage dir, the installed payload

@@ -67,7 +67,7 @@ class InstallParams:
     cache_dir: str | None = None
     method: str = "install.sh"
     expected_team_id: str | None = None
-    min_free_bytes: int = 0
+    min_free_bytes: int = 0  # an extra floor on top of decide()'s own rule (which counts the DMG once); 0
     allow_all_apps: bool = False  # upgrade opt-in: import the identity with -A (any app) instead of -T
     name_rule: str = DEFAULT_NAME_RULE  # which of the Mac's names the certificate carries (tasks/hostnames)
     trust_mode: str = "ssh"  # one of TRUST_MODES

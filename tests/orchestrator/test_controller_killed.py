@@ -138,12 +138,22 @@ async def test_ctrl_c_stops_cleanly_records_where_each_device_stood_and_resume_f
         out, err = await asyncio.wait_for(proc.communicate(), 120)
         assert proc.returncode == 130, (out + err).decode()
         assert b"resume with: orchestrate runs resume" in out + err
+        names_by_id = {L.device(h["name"]).id: h["name"] for h in HOSTS[:6]}
         with Session(engine) as s:
             run = s.exec(select(Run)).one()
             assert run.status == "halted" and "interrupted by the operator" in (run.halt_reason or "")
             statuses = {j.status for j in s.exec(select(DeviceJob)).all()}
-        assert (statuses <= {"succeeded", "interrupted", "pending"} and "succeeded" not in statuses) or True
-        assert "interrupted" in statuses or "pending" in statuses
+            where = {names_by_id[j.device_id]: j.status for j in s.exec(select(DeviceJob)).all()}
+        # every job is recorded as finished, interrupted (it was mid-step) or pending (never started): none is
+        # left "running" for a resume to wait out, and the stop came before the run could finish
+        assert statuses <= {"succeeded", "interrupted", "pending"}, where
+        assert "interrupted" in statuses or "pending" in statuses, where
+        for name, status in where.items():  # ...and each record matches what the Mac itself saw
+            ran = [e["command"] for e in _log(L, name)]
+            if status == "pending":
+                assert ran == [], f"{name} is recorded pending but ran {ran}"
+            elif status == "succeeded":  # (an interrupted one may have been stopped before its first exec)
+                assert sum("install.sh" in c for c in ran) == 1, f"{name} is recorded succeeded: {ran}"
         for h in HOSTS[:6]:  # no PFX left behind on any Mac, even those stopped part-way
             mac = L.fleet.hosts[h["name"]].mac
             assert not any(p.name == "client.p12" for p in mac.fs.real("/private/tmp").rglob("*")), h["name"]

@@ -28,8 +28,7 @@ from tests.orchestrator import run_seed as seed
 SWITCH = "tachyon.lab.test:4000"
 URL = "https://tachyon.lab.test:443/Background/"
 PARAM_KEYS = {"version", "switch", "background_url", "artifact_sha256", "method", "expected_team_id",
-              "cache_dmg", "verify_timeout", "min_free_bytes", "ca_sha256s", "name_rule",
-              "trust_mode"}  # fmt: skip
+              "cache_dmg", "verify_timeout", "ca_sha256s", "name_rule", "trust_mode"}  # fmt: skip
 
 
 def settings(**deploy: object) -> Settings:
@@ -70,7 +69,8 @@ def test_params_from_config_with_newest_version(lab: Engine) -> None:
     assert p.params["switch"] == SWITCH and p.params["background_url"] == URL
     assert p.params["version"] == "8.0.2.5"  # newest in the store when nothing names one
     assert p.params["method"] == "install.sh" and p.params["expected_team_id"] is None
-    assert p.params["min_free_bytes"] > 2 * 30_000_000
+    # no free-space floor of its own: tasks/install/decide.py counts the DMG and margin once (issue 12)
+    assert "min_free_bytes" not in p.params
     assert p.params["cache_dmg"] is False and p.params["verify_timeout"] == 120.0
     assert len(p.params["ca_sha256s"]) == 1
     assert p.run_id is None and len(p.device_ids) == 3 and p.refused == {}

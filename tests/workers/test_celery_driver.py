@@ -171,11 +171,12 @@ async def test_a_redis_restart_mid_run_and_the_run_completes(tmp_path: Path, eng
         run = await asyncio.wait_for(
             follow(L.engine, C.app, run_id, every=0.2, watchdog=2.0, reap_after=LEASE_TTL), timeout=150
         )
-        assert run is not None
-        if run.status == RunStatus.HALTED:  # allowed by the issue, with a clear recorded reason
-            assert run.halt_reason and "broker" in run.halt_reason, run.halt_reason
-        else:
-            assert run.status == RunStatus.SUCCEEDED, (run.status, run.halt_reason)
-            assert Counter(j.status for j in L.jobs(run_id).values()) == {"succeeded": 10}
+        # every job was published before the restart (one wave) and Redis keeps its queues (AOF): nothing
+        # needs re-publishing, so the promise is completion, not a halt
+        assert run is not None and run.status == RunStatus.SUCCEEDED, (run and run.status, run and run.halt_reason)
+        assert Counter(j.status for j in L.jobs(run_id).values()) == {"succeeded": 10}
+        for h in hosts:  # and no Mac installed twice across the restart
+            rows = exec_intervals(L.fleet.hosts[h["name"]].state_dir)
+            assert sum("install.sh" in c for _s, _e, c in rows) == 1, h["name"]
         with contextlib.suppress(Exception):
             C.redis.client().ping()

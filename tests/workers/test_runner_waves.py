@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from orchestrator.planning import halt_run
+from orchestrator.state.db import session_scope
 from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, RunStatus
 from orchestrator.waves import assign_waves, parse_waves
 from tests.workers.lab import Lab, lab
@@ -45,21 +47,21 @@ async def test_hand_halt_stops_new_devices(tmp_path: Path, engine: Engine) -> No
 
         async def halt_soon() -> None:
             await asyncio.sleep(0.3)
-            with Session(L.engine) as s:
-                run = s.get(Run, run_id)
-                assert run is not None
-                run.status = RunStatus.HALTED
-                run.halt_reason = "halted by alice"
-                s.add(run)
-                s.commit()
+            with session_scope(L.engine) as s:  # what `orchestrate runs halt` calls
+                halt_run(s, run_id, "alice")
 
         _, outcome = await asyncio.gather(halt_soon(), drive(L.engine, L.settings, run_id, concurrency=1))
         assert outcome.status == RunStatus.HALTED
         st = _statuses(L, run_id)
-        assert JobStatus.PENDING in st.values()  # devices not started stay untouched
-        with Session(L.engine) as s:
+        assert JobStatus.PENDING in st.values()  # devices not started stay untouched...
+        for name, status in st.items():  # ...on the Macs too: not one command reached them
+            if status == JobStatus.PENDING:
+                assert L.commands(name) == [], name
+            else:  # the one started before the halt finished, or stopped between steps, never left running
+                assert status in (JobStatus.SUCCEEDED, JobStatus.INTERRUPTED) and L.commands(name), (name, status)
+        with Session(L.engine) as s:  # the driver left the run halted (it did not finish it over the halt)
             run = s.get(Run, run_id)
-            assert run is not None and run.halt_reason is not None and "halted by alice" in run.halt_reason
+            assert run is not None and run.status == RunStatus.HALTED and run.ended_at is None
 
 
 async def test_an_unreachable_mac_is_retried_until_it_answers(tmp_path: Path, engine: Engine) -> None:
