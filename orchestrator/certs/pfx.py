@@ -134,6 +134,14 @@ def open_pfx(data: bytes, password: bytes | None, source: str = "PFX") -> PfxCon
     """
     if not looks_like_pkcs12(data):
         raise PfxFormatError(f"{source}: not a PKCS#12 (.pfx/.p12) file; export the identity as .pfx")
+    if data[1] != 0x80:  # DER length (not BER's indefinite one): the file must hold all it announces
+        try:
+            der.read_tlv(data)
+        except der.DerError:
+            raise PfxFormatError(
+                f"{source}: the PKCS#12 file is truncated ({len(data)} bytes, shorter than its own length "
+                "field); copy or export it again"
+            ) from None
     loaded = None
     for pw in [password] if password else [b"", None]:
         try:
