@@ -285,13 +285,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = read_user_file(path, CONFIG)
     except UserFileError as e:
         via = f" ({CONFIG_ENV} names it)" if os.environ.get(CONFIG_ENV) else ""
-        raise ConfigError(f"configuration file {e}{via}") from None
+        raise ConfigError(f"cannot read configuration file {path}: {e.reason}{via}") from None
     try:
         return tomllib.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
-        raise ConfigError(f"configuration file {path}: not UTF-8 text") from None
+        raise ConfigError(f"cannot read configuration file {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"configuration file {path}: not valid TOML: {e}") from None
+        raise ConfigError(f"cannot read configuration file {path}: not valid TOML: {e}") from None
 
 
 class _BoundedToml(TomlConfigSettingsSource):
@@ -308,6 +308,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     variable or file) and what is accepted; also when the file is unreadable, not a regular file or not
     TOML, and when `$ORCHESTRATE_CONFIG` names a file that does not exist."""
     path = config_file_path()
+    if os.environ.get(CONFIG_ENV) and not os.path.lexists(path):
+        raise ConfigError(f"{CONFIG_ENV} names {path}, which does not exist")
     file_data: dict[str, Any] = {}
     if os.environ.get(CONFIG_ENV) or os.path.lexists(path):
         file_data = read_config_file(path)

@@ -115,11 +115,13 @@ def prepare() -> None:
 
 def quiet_deprecations() -> None:
     """Deprecation warnings (cryptography's DSA one on every command, with asyncssh's source lines on
-    `deploy`) go to the DEBUG log — shown with -v — instead of stderr, where a user would learn to ignore
-    warnings; other warnings are shown as before."""
+    `deploy`) go to the DEBUG log instead of stderr, where a user would learn to ignore warnings; other
+    warnings are shown as before, and with -v/--verbose all are."""
     import logging
     import warnings
 
+    if {"-v", "--verbose"} & set(sys.argv[1:]):
+        return  # verbose: every warning as Python shows it
     shown = warnings.showwarning
 
     def show(

@@ -107,7 +107,7 @@ def test_bad_input_messages(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> N
     _, err = run("secrets", "set", "bad name", "--kind", "sudo-password", "--from-env", "MF_PW", code=2)
     assert "invalid secret name 'bad name'" in err
     _, err = run("secrets", "set", "x", "--kind", "sudo-password", "--from-file", "/nonexistent/pw", code=2)
-    assert "No such file or directory" in err
+    assert "/nonexistent/pw: no such file (secret file)" in err
 
 
 def test_init_refuses_to_overwrite_and_force_keeps_old(cli_env: Path) -> None:
