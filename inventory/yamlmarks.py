@@ -103,7 +103,10 @@ def load_marked(text: str, file: str) -> Any:
     Raises InventoryError (file, line, "yaml") on a syntax error, an unsafe or unknown tag, a duplicate key
     or an alias.
     """
-    loader = _MarkedLoader(text)
+    try:
+        loader = _MarkedLoader(text)  # the reader checks the characters at once (ReaderError: a YAMLError)
+    except yaml.YAMLError as e:
+        raise InventoryError.single(file, None, "yaml", _first_line(e)) from None
     try:
         return loader.get_single_data()
     except _Reject as e:
@@ -114,6 +117,10 @@ def load_marked(text: str, file: str) -> Any:
         msg = " ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
         raise InventoryError.single(file, line, "yaml", msg) from None
     except yaml.YAMLError as e:
-        raise InventoryError.single(file, None, "yaml", str(e)) from None
+        raise InventoryError.single(file, None, "yaml", _first_line(e)) from None
     finally:
         loader.dispose()
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
