@@ -229,18 +229,7 @@ def open_state_database(url: str, *, create_dir: bool = True) -> Engine:
     DatabaseUnavailable (refused, unreachable, no such directory, not a database file, another program's
     database, a schema newer than this program)."""
     shown = _safe_url(url)
-    try:
-        path = sqlite_path(url)
-    except Exception:  # make_url's errors for strings that are no URL at all
-        raise DatabaseUnavailable(f"{shown}: not a database URL") from None
-    if path is not None:
-        if not create_dir and not path.parent.is_dir():
-            raise DatabaseUnavailable(
-                f"cannot use the database {shown}: the directory {path.parent} does not exist; create it or "
-                "fix database_url"
-            )
-        if path.exists() and not path.is_file():
-            raise DatabaseUnavailable(f"cannot use the database {shown}: {path} is not a regular file")
+    check_database_location(url, create_dir=create_dir)
     engine: Engine | None = None
     try:
         engine = create_db_engine(url)
@@ -259,6 +248,25 @@ def open_state_database(url: str, *, create_dir: bool = True) -> Engine:
     if engine is not None:
         engine.dispose()
     raise DatabaseUnavailable(f"cannot use the database {shown}: {reason}")
+
+
+def check_database_location(url: str, *, create_dir: bool) -> None:
+    """For a SQLite file: its directory exists (or create_dir allows making it) and the path, when it
+    exists, is a regular file (a FIFO or device would hang SQLite). Raises DatabaseUnavailable."""
+    shown = _safe_url(url)
+    try:
+        path = sqlite_path(url)
+    except Exception:  # make_url's errors for strings that are no URL at all
+        raise DatabaseUnavailable(f"{shown}: not a database URL") from None
+    if path is None:
+        return
+    if not create_dir and not path.parent.is_dir():
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: the directory {path.parent} does not exist; create it or "
+            "fix database_url"
+        )
+    if path.exists() and not path.is_file():
+        raise DatabaseUnavailable(f"cannot use the database {shown}: {path} is not a regular file")
 
 
 def _safe_url(url: str) -> str:

@@ -123,7 +123,7 @@ def test_unusable_database_is_one_message_and_exit_2(
         c.execute("CREATE TABLE users (name TEXT)")
     port = _free_port()
     monkeypatch.setenv("ORCHESTRATE_DATABASE_URL", url.format(tmp=tmp_path, port=port))
-    for cmd in (["inventory", "list"], ["status"], ["artifact", "list"]):
+    for cmd in (["inventory", "list"], ["status"], ["artifact", "list"], ["db", "upgrade"]):
         out = _bad(run(*cmd), needle.format(tmp=tmp_path))
         assert "hunter2" not in out
     assert not (tmp_path / "missing").exists()  # a configured path is not silently created
