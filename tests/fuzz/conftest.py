@@ -23,6 +23,9 @@ _EXAMPLES = int(
     os.environ.get("MACFLEET_FUZZ_EXAMPLES") or (3000 if os.environ.get("MACFLEET_FUZZ") == "long" else 60)
 )
 
+# Each test's time limit (pytest-timeout): a hang fails the test instead of stalling the suite.
+TIME_LIMIT = 120 if _EXAMPLES <= 200 else 120 + _EXAMPLES
+
 FUZZ = settings(
     max_examples=_EXAMPLES,
     derandomize=True,

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from tasks import facts, logs
 from tasks.model import ProbeOutput
-from tests.fuzz.conftest import FUZZ, value_or
+from tests.fuzz.conftest import FUZZ, TIME_LIMIT, value_or
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(TIME_LIMIT)
 
 # Fragments of real tool output (see tests/tasks/fixtures/facts/), so the parsers get past their first checks.
 _WORDS = [

@@ -27,10 +27,10 @@ from orchestrator.certs.x509info import CertificateLoadError, load_certificates
 from orchestrator.config import ConfigError, Settings, database_url_problem, load_settings
 from orchestrator.state.db import open_state_database
 from orchestrator.waves import WaveSpecError, parse_duration, parse_threshold, parse_waves
-from tests.fuzz.conftest import FUZZ, FUZZ_WITH_FIXTURE, value_or
+from tests.fuzz.conftest import FUZZ, FUZZ_WITH_FIXTURE, TIME_LIMIT, value_or
 from tests.orchestrator.certs import certmaterial as m
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(TIME_LIMIT)
 
 
 def mutated(seed: bytes) -> st.SearchStrategy[bytes]:
