@@ -63,6 +63,10 @@ def describe_limit(limit: int) -> str:
     return f"{limit} bytes"
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _what(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -91,7 +95,7 @@ def _os_reason(e: OSError) -> str:
 
 def _too_large(path: str | os.PathLike[str], kind: FileKind) -> UserFileError:
     return UserFileError(
-        path, kind, f"larger than {describe_limit(kind.limit)}, the most a {kind.name} may hold"
+        path, kind, f"larger than {describe_limit(kind.limit)}, the most {_a(kind.name)} may hold"
     )
 
 
@@ -109,7 +113,7 @@ def open_user_file(path: str | os.PathLike[str], kind: FileKind) -> Iterator[tup
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UserFileError(path, kind, f"is {_what(st.st_mode)}; a {kind.name} must be a regular file")
+            raise UserFileError(path, kind, f"is {_what(st.st_mode)}; {_a(kind.name)} must be a regular file")
         if st.st_size > kind.limit:
             raise _too_large(path, kind)
         os.set_blocking(fd, True)

@@ -235,6 +235,8 @@ def add_artifact(
     The version comes from `version` or the file name. Raises DmgFormatError, or ArtifactError when no
     version is known, it is malformed, or another image is already stored under that version.
     """
+    with _open_dmg(src):
+        pass  # first of all a regular file of a DMG's size: a device or directory is not "a name problem"
     version = version or version_from_filename(src.name)
     if version is None:
         raise ArtifactInputError(

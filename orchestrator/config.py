@@ -268,6 +268,9 @@ def database_url_problem(url: str) -> str | None:
     if u.get_backend_name() == "sqlite":
         if u.host:
             return f"sqlite:// takes a path after three slashes (sqlite:///PATH), not a host; {accepted}"
+        if not u.database or u.database == ":memory:":
+            # an in-memory database would lose every run, device and secret when the command ends
+            return f"the SQLite URL names no file; {accepted}"
     elif not u.database:
         return f"the PostgreSQL URL names no database; {accepted}"
     return None

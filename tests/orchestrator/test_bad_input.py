@@ -58,7 +58,7 @@ def _bad(r: object, *needles: str) -> str:
 
 
 def test_ca_add_of_dev_zero_is_refused_not_read(lite: Path) -> None:
-    _bad(run("certs", "ca", "add", str(_zero(lite, "zero.pem"))), "zero.pem: is a character device")
+    _bad(run("certs", "ca", "add", str(_zero(lite, "zero.pem"))), "zero.pem: is a character device; a certificate file must be a regular file")
 
 
 def test_pfx_that_is_dev_zero_is_refused(lite: Path) -> None:
@@ -113,6 +113,7 @@ def _free_port() -> int:
         ("sqlite:///{tmp}/notdb.db", "file is not a database"),
         ("postgresql://u:hunter2@127.0.0.1:{port}/db?connect_timeout=2", "Connection refused"),
         ("sqlite:///{tmp}/other.db", "belongs to another program"),
+        ("sqlite://", "the SQLite URL names no file"),  # in memory: every run would be lost at exit
     ],
 )
 def test_unusable_database_is_one_message_and_exit_2(
@@ -173,6 +174,8 @@ def test_dmg_that_is_not_a_regular_file_says_what_it_is(lite: Path, what: str) -
     want = {"directory": "is a directory", "fifo": "is a FIFO", "device": "is a character device"}[what]
     out = _bad(run("artifact", "add", str(path)), want, "disk image (DMG) must be a regular file")
     assert "no such file" not in out
+    # checked before the name: a device is not "a name without a version"
+    _bad(run("artifact", "add", "/dev/null"), "/dev/null: is a character device")
 
 
 def test_truncated_pfx_is_not_called_a_wrong_password(lite: Path) -> None:
