@@ -14,7 +14,7 @@ from inventory.errors import InventoryError
 from inventory.models import Inventory
 from inventory.native_yaml import TOP_KEYS, load_yaml
 from inventory.userfiles import INVENTORY, UserFileError, read_user_file
-from inventory.yamlmarks import MarkedDict, load_marked
+from inventory.yamlmarks import NESTED_TOO_DEEPLY, MarkedDict, load_marked
 
 Format = Literal["yaml", "csv", "ansible-ini", "ansible-yaml"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -66,8 +66,11 @@ def loads(text: str, filename: str = "<inventory>", fmt: str | None = None) -> I
         raise InventoryError.single(
             filename, None, "format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})"
         )
-    chosen = fmt or detect_format(filename, text)
-    return LOADERS[chosen](text, filename)
+    try:
+        chosen = fmt or detect_format(filename, text)
+        return LOADERS[chosen](text, filename)
+    except RecursionError:  # the loaders walk nested groups recursively; no real inventory nests this deep
+        raise InventoryError.single(filename, None, "file", NESTED_TOO_DEEPLY) from None
 
 
 def load_file(path: str | Path, fmt: str | None = None) -> Inventory:

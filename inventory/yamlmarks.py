@@ -97,6 +97,9 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 _MarkedLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp_as_text)
 
 
+NESTED_TOO_DEEPLY = "nested too deeply to be an inventory (hundreds of levels of lists, mappings or groups)"
+
+
 def load_marked(text: str, file: str) -> Any:
     """Parse one YAML document safely; mappings and lists come back marked with lines.
 
@@ -118,6 +121,8 @@ def load_marked(text: str, file: str) -> Any:
         raise InventoryError.single(file, line, "yaml", msg) from None
     except yaml.YAMLError as e:
         raise InventoryError.single(file, None, "yaml", _first_line(e)) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise InventoryError.single(file, None, "yaml", NESTED_TOO_DEEPLY) from None
     finally:
         loader.dispose()
 

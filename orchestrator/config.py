@@ -295,6 +295,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read configuration file {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"cannot read configuration file {path}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"cannot read configuration file {path}: nested too deeply") from None
 
 
 class _BoundedToml(TomlConfigSettingsSource):

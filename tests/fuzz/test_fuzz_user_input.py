@@ -61,7 +61,13 @@ _INV_WORDS = [
     "mac01,10.0.0.1,lab", "all:", "  hosts:", "ansible_port=", "&a", "*a", "!!python/object", "<<: *a", "- x",
     "{", "}", "[", "]", ",", ":", "'", '"', "#", "MAC01", "mac01", "\t", "---", "...", "%YAML 1.1",
 ]  # fmt: skip
+# Deep nesting: parsers that recurse (PyYAML's composer, tomllib) must not leak RecursionError.
+NESTED = st.tuples(
+    st.sampled_from(["[", "{a: ", "- ", "children:\n  ", "a = ["]),
+    st.one_of(st.integers(1, 100), st.sampled_from([1000, 3000, 10000])),
+).map(lambda t: t[0] * t[1])
 INVENTORY_TEXT = st.one_of(
+    NESTED,
     st.text(max_size=1500),
     st.lists(
         st.lists(st.sampled_from(_INV_WORDS) | st.text(max_size=8), max_size=5).map(" ".join), max_size=30
@@ -171,8 +177,11 @@ _TOML_VALUE = st.one_of(
 
 @st.composite
 def toml_text(draw: st.DrawFn) -> str:
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(["text", "nested", "settings", "settings"]))
+    if kind == "text":
         return draw(st.text(max_size=400))
+    if kind == "nested":
+        return "actor = " + draw(NESTED)
     lines: list[str] = []
     for section in draw(st.lists(st.sampled_from(list(_KEYS)), max_size=4, unique=True)):
         if section:
