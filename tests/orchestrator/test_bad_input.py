@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from macsim.artifacts.dmg import write_dmg
 from orchestrator.artifacts import version_from_filename
+from orchestrator.certs import der
 from orchestrator.cli import context
 from orchestrator.state.models import Artifact, Device
 from tests.orchestrator.certs import certmaterial as m
@@ -58,7 +59,10 @@ def _bad(r: object, *needles: str) -> str:
 
 
 def test_ca_add_of_dev_zero_is_refused_not_read(lite: Path) -> None:
-    _bad(run("certs", "ca", "add", str(_zero(lite, "zero.pem"))), "zero.pem: is a character device; a certificate file must be a regular file")
+    _bad(
+        run("certs", "ca", "add", str(_zero(lite, "zero.pem"))),
+        "zero.pem: is a character device; a certificate file must be a regular file",
+    )
 
 
 def test_pfx_that_is_dev_zero_is_refused(lite: Path) -> None:
@@ -197,6 +201,29 @@ def test_pfx_with_a_certificate_but_no_key_says_so(lite: Path) -> None:
     out = _bad(run("certs", "add", str(p), "--password-file", str(_pw(lite))),
                "nokey.pfx: the PKCS#12 holds 1 certificate(s) but no private key")  # fmt: skip
     assert "holds no certificate" not in out
+
+
+def _der(tag: int, value: bytes) -> bytes:
+    n = len(value)
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + (bytes([n]) if n < 0x80 else bytes([0x80 | len(size)]) + size) + value
+
+
+def test_pfx_asking_for_billions_of_iterations_is_refused_not_opened(lite: Path) -> None:
+    """A PFX whose MAC asks for 2**31 - 1 key-derivation iterations (the right password given) kept
+    cryptography busy for many minutes: refused from its structure before any derivation."""
+    good = _write_pfx(lite, "good.pfx", m.Leaf(cn="mac-01.local")).read_bytes()
+    parts = der.read_tlv(good).children()
+    digest, salt = parts[2].children()[:2]
+    mac = _der(
+        0x30, _der(digest.tag, digest.value) + _der(salt.tag, salt.value) + _der(0x02, b"\x7f\xff\xff\xff")
+    )
+    slow = lite / "slow.pfx"
+    slow.write_bytes(
+        _der(0x30, _der(parts[0].tag, parts[0].value) + _der(parts[1].tag, parts[1].value) + mac)
+    )
+    _bad(run("certs", "add", str(slow), "--password-file", str(_pw(lite))),
+         "slow.pfx: the PKCS#12 file asks for 2,147,483,647 key-derivation iterations")  # fmt: skip
 
 
 def test_upgrade_suggests_a_file_name_artifact_add_accepts(lite: Path) -> None:
