@@ -40,6 +40,9 @@ PASSWORD = FileKind("password file", 64 * 1024)
 SECRET = FileKind("secret file", 1 * _MIB)
 SECRET_KEY = FileKind("secret key file", 64 * 1024)
 CONFIG = FileKind("configuration file", 1 * _MIB)
+# Files named in the configuration that another library (asyncssh) opens: checked by `check_user_file`.
+KNOWN_HOSTS = FileKind("known_hosts file", 64 * _MIB)
+SSH_KEY = FileKind("private key file for SSH", 1 * _MIB)
 # A 1E Client DMG is tens of MB; it is streamed, never read whole.
 DMG = FileKind("disk image (DMG)", 4 * 1024 * _MIB)
 
@@ -123,6 +126,19 @@ def open_user_file(path: str | os.PathLike[str], kind: FileKind) -> Iterator[tup
         raise
     with f:
         yield f, st.st_size
+
+
+def check_user_file(path: str | os.PathLike[str], kind: FileKind) -> None:
+    """Check, without reading it, that path is a regular file (symlinks followed) within the kind's cap: for
+    files another library will open. Raises UserFileError like `open_user_file`."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UserFileError(path, kind, f"{_os_reason(e)} ({kind.name})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserFileError(path, kind, f"is {_what(st.st_mode)}; {_a(kind.name)} must be a regular file")
+    if st.st_size > kind.limit:
+        raise _too_large(path, kind)
 
 
 def read_user_file(path: str | os.PathLike[str], kind: FileKind) -> bytes:

@@ -30,7 +30,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from inventory.userfiles import CONFIG, UserFileError, read_user_file
+from inventory.userfiles import (
+    CONFIG,
+    KNOWN_HOSTS,
+    SSH_KEY,
+    FileKind,
+    UserFileError,
+    check_user_file,
+    read_user_file,
+)
 from orchestrator.waves import WaveSpecError, parse_threshold, parse_waves
 
 if TYPE_CHECKING:
@@ -117,6 +125,21 @@ class SshSettings(_Section):
     """Login user when the inventory gives none."""
     client_keys: list[Path] = Field(default_factory=list)
     """Private key files to offer (in addition to the agent)."""
+
+    # asyncssh opens these files itself: a FIFO or a /dev/zero symlink there would hang `deploy` mid-run.
+    @field_validator("known_hosts")
+    @classmethod
+    def _check_known_hosts(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            _check_file(v.expanduser(), KNOWN_HOSTS)
+        return v
+
+    @field_validator("client_keys")
+    @classmethod
+    def _check_client_keys(cls, v: list[Path]) -> list[Path]:
+        for key in v:
+            _check_file(key.expanduser(), SSH_KEY)
+        return v
 
 
 class WaveSettings(_Section):
@@ -246,6 +269,13 @@ class Settings(BaseSettings):
     @property
     def effective_artifact_dir(self) -> Path:
         return self.artifact_dir or self.data_dir / "artifacts"
+
+
+def _check_file(path: Path, kind: FileKind) -> None:
+    try:
+        check_user_file(path, kind)
+    except UserFileError as e:
+        raise ValueError(str(e)) from None
 
 
 def database_url_problem(url: str) -> str | None:

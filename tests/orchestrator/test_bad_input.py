@@ -99,6 +99,28 @@ def test_config_file_that_is_a_fifo_is_refused(orchestrate_env: Path, tmp_path: 
     _bad(run("inventory", "list"), "cannot read configuration file", "is a FIFO")
 
 
+def test_ssh_files_in_the_configuration_are_checked_at_start_up(orchestrate_env: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """asyncssh opens known_hosts and client keys itself, mid-deploy: a FIFO there would hang the run."""
+    fifo = tmp_path / "known_hosts"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("ORCHESTRATE_SSH__KNOWN_HOSTS", str(fifo))
+    _bad(
+        run("inventory", "list"),
+        "ssh.known_hosts:",
+        "is a FIFO",
+        "environment variable ORCHESTRATE_SSH__KNOWN_HOSTS",
+    )
+    monkeypatch.delenv("ORCHESTRATE_SSH__KNOWN_HOSTS")
+    (tmp_path / "orchestrate.toml").write_text('[ssh]\nclient_keys = ["/dev/zero"]\n')
+    _bad(
+        run("inventory", "list"),
+        "ssh.client_keys:",
+        "/dev/zero: is a character device",
+        "[ssh] client_keys in file",
+    )
+
+
 # ------------------------------------------------------------- the database: no traceback, exit 2
 
 
