@@ -277,8 +277,8 @@ def _artifact_for(session: Session, version: str | None) -> Artifact:
                 f"version {version!r} is not dotted numbers like 8.0.1.23 (versions in the store: {have})"
             )
         raise PlanningError(
-            f"no DMG for version {version}: add it with `orchestrate artifact add {dmg_file_name(version)}` "
-            f"(1E's file name; another name needs --version {version}) (versions in the store: {have})"
+            f"no DMG for version {version}: orchestrate artifact add {dmg_file_name(version)} (1E's file "
+            f"name; a file named otherwise needs --version {version}; versions in the store: {have})"
         )
     return hits[-1]  # several DMGs of one version: the one added last
 

@@ -261,7 +261,7 @@ def test_upgrade_suggests_a_file_name_artifact_add_accepts(lite: Path) -> None:
         "https://sw.example/Background/",
     )
     assert r.exit_code == 2, r.output
-    m_ = re.search(r"orchestrate artifact add (\S+)`", r.output)
+    m_ = re.search(r"orchestrate artifact add (\S+) ", r.output)
     assert m_ is not None, r.output
     name = m_.group(1)
     assert version_from_filename(name) == "8.1.2.62"
