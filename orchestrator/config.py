@@ -236,6 +236,13 @@ class Settings(BaseSettings):
     waves: WaveSettings = Field(default_factory=WaveSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, v: str) -> str:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {v[:40]!r}: use DEBUG, INFO, WARNING or ERROR")
+        return v
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, v: str | None) -> str | None:
@@ -440,8 +447,11 @@ def configure_logging(
     handlers: list[logging.Handler] = [_StderrHandler()]
     path = log_file or settings.log_file
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot write the log file {path}: {e.strerror or e}") from None
     flt = (redactor or LOG_REDACTOR).logging_filter()
     root = logging.getLogger()
     for h in handlers:

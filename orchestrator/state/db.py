@@ -260,6 +260,8 @@ def check_database_location(url: str, *, create_dir: bool) -> None:
         raise DatabaseUnavailable(f"{shown}: not a database URL") from None
     if path is None:
         return
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DatabaseUnavailable(f"cannot use the database {shown}: {path.parent} is not a directory")
     if not create_dir and not path.parent.is_dir():
         raise DatabaseUnavailable(
             f"cannot use the database {shown}: the directory {path.parent} does not exist; create it or "

@@ -121,6 +121,21 @@ def test_ssh_files_in_the_configuration_are_checked_at_start_up(orchestrate_env:
     )
 
 
+def test_log_settings_are_checked_at_start_up(orchestrate_env: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("ORCHESTRATE_LOG_LEVEL", "LOUD")  # used only with -v: checked anyway
+    _bad(run("status"), "log_level: unknown log level 'LOUD'", "environment variable ORCHESTRATE_LOG_LEVEL")
+    monkeypatch.delenv("ORCHESTRATE_LOG_LEVEL")
+    _bad(run("--log-file", str(tmp_path), "status"), f"cannot write the log file {tmp_path}: Is a directory")
+
+
+def test_data_dir_that_is_a_file_says_so(orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:  # fmt: skip
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("ORCHESTRATE_DATA_DIR", str(tmp_path / "afile"))
+    _bad(run("status"), f"{tmp_path / 'afile'} is not a directory")
+
+
 # ------------------------------------------------------------- the database: no traceback, exit 2
 
 
