@@ -13,11 +13,11 @@ from inventory.csv_format import load_csv
 from inventory.errors import InventoryError
 from inventory.models import Inventory
 from inventory.native_yaml import TOP_KEYS, load_yaml
-from inventory.yamlmarks import MarkedDict, load_marked
+from inventory.userfiles import INVENTORY, UserFileError, read_user_file
+from inventory.yamlmarks import NESTED_TOO_DEEPLY, MarkedDict, load_marked
 
 Format = Literal["yaml", "csv", "ansible-ini", "ansible-yaml"]
 FORMATS: tuple[str, ...] = get_args(Format)
-MAX_BYTES = 16 * 1024 * 1024  # far above any fleet; keeps a wrong file from eating memory
 
 LOADERS: dict[str, Callable[[str, str], Inventory]] = {
     "yaml": load_yaml,
@@ -66,8 +66,11 @@ def loads(text: str, filename: str = "<inventory>", fmt: str | None = None) -> I
         raise InventoryError.single(
             filename, None, "format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})"
         )
-    chosen = fmt or detect_format(filename, text)
-    return LOADERS[chosen](text, filename)
+    try:
+        chosen = fmt or detect_format(filename, text)
+        return LOADERS[chosen](text, filename)
+    except RecursionError:  # the loaders walk nested groups recursively; no real inventory nests this deep
+        raise InventoryError.single(filename, None, "file", NESTED_TOO_DEEPLY) from None
 
 
 def load_file(path: str | Path, fmt: str | None = None) -> Inventory:
@@ -75,15 +78,11 @@ def load_file(path: str | Path, fmt: str | None = None) -> Inventory:
 
     Raises InventoryError for a missing, unreadable, oversized or non-UTF-8 file and for any content problem.
     """
-    p = Path(path)
     name = str(path)
     try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise InventoryError.single(name, None, "file", f"cannot read: {e.strerror or e}") from None
-    if len(data) > MAX_BYTES:
-        raise InventoryError.single(name, None, "file", f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
+        data = read_user_file(path, INVENTORY)
+    except UserFileError as e:
+        raise InventoryError.single(name, None, "file", e.reason) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

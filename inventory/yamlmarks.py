@@ -97,13 +97,19 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 _MarkedLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp_as_text)
 
 
+NESTED_TOO_DEEPLY = "nested too deeply to be an inventory (hundreds of levels of lists, mappings or groups)"
+
+
 def load_marked(text: str, file: str) -> Any:
     """Parse one YAML document safely; mappings and lists come back marked with lines.
 
     Raises InventoryError (file, line, "yaml") on a syntax error, an unsafe or unknown tag, a duplicate key
     or an alias.
     """
-    loader = _MarkedLoader(text)
+    try:
+        loader = _MarkedLoader(text)  # the reader checks the characters at once (ReaderError: a YAMLError)
+    except yaml.YAMLError as e:
+        raise InventoryError.single(file, None, "yaml", _first_line(e)) from None
     try:
         return loader.get_single_data()
     except _Reject as e:
@@ -114,6 +120,12 @@ def load_marked(text: str, file: str) -> Any:
         msg = " ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
         raise InventoryError.single(file, line, "yaml", msg) from None
     except yaml.YAMLError as e:
-        raise InventoryError.single(file, None, "yaml", str(e)) from None
+        raise InventoryError.single(file, None, "yaml", _first_line(e)) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise InventoryError.single(file, None, "yaml", NESTED_TOO_DEEPLY) from None
     finally:
         loader.dispose()
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

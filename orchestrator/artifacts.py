@@ -19,11 +19,15 @@ import shutil
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlmodel import Session, col, select
 
+from inventory.userfiles import DMG, UserFileError, open_user_file, read_chunks
 from orchestrator.state.models import Artifact, Run, RunStatus
 
 KOLY = struct.Struct(">4sIIIQQQQQII16sII128sQQ120sII128sIQIII")
@@ -77,14 +81,31 @@ class DmgInfo:
     trailer: KolyTrailer
 
 
+@contextmanager
+def _open_dmg(path: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """The DMG opened by the bounded reader (a regular file, not a directory, FIFO or device): (file, size).
+    Raises ArtifactInputError naming the path and what it is instead."""
+    try:
+        with open_user_file(path, DMG) as opened:
+            yield opened
+    except UserFileError as e:
+        raise ArtifactInputError(str(e)) from None
+
+
 def read_koly(path: Path) -> KolyTrailer:
-    """Read and check the trailer's own fields against the file size. Raises DmgFormatError."""
-    size = path.stat().st_size
+    """Read and check the trailer's own fields against the file size. Raises DmgFormatError, or
+    ArtifactInputError when path is not a regular file."""
+    with _open_dmg(path) as (f, size):
+        return _read_koly(f, size, path)
+
+
+def _read_koly(f: BinaryIO, size: int, path: Path) -> KolyTrailer:
     if size < KOLY_SIZE:
         raise DmgFormatError(f"{path.name}: {size} bytes is too short for a UDIF disk image (truncated?)")
-    with path.open("rb") as f:
-        f.seek(size - KOLY_SIZE)
-        raw = f.read(KOLY_SIZE)
+    f.seek(size - KOLY_SIZE)
+    raw = f.read(KOLY_SIZE)
+    if len(raw) != KOLY_SIZE:
+        raise DmgFormatError(f"{path.name}: the file shrank while it was read; try again")
     fields = KOLY.unpack(raw)
     sig, version, header_size, flags = fields[0:4]
     df_off, df_len = fields[5], fields[6]
@@ -126,21 +147,24 @@ def read_koly(path: Path) -> KolyTrailer:
 def validate_dmg(path: Path) -> DmgInfo:
     """Check a DMG's trailer, its XML plist and (when it has one) its data fork CRC32; compute SHA-256.
 
-    Reads the file once in chunks. Raises DmgFormatError with a message naming what is wrong.
+    Reads the file once in chunks. Raises DmgFormatError with a message naming what is wrong, or
+    ArtifactInputError when path is not a regular file (or is over the size a DMG may have).
     """
-    trailer = read_koly(path)
-    size = path.stat().st_size
     sha = hashlib.sha256()
     crc = 0
-    df_start, df_end = trailer.data_fork_offset, trailer.data_fork_offset + trailer.data_fork_length
     pos = 0
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
+    with _open_dmg(path) as (f, size):
+        trailer = _read_koly(f, size, path)
+        df_start, df_end = trailer.data_fork_offset, trailer.data_fork_offset + trailer.data_fork_length
+        f.seek(0)
+        for chunk in read_chunks(f, size, _CHUNK):
             sha.update(chunk)
             lo, hi = max(pos, df_start), min(pos + len(chunk), df_end)
             if lo < hi:
                 crc = zlib.crc32(chunk[lo - pos : hi - pos], crc)
             pos += len(chunk)
+        if pos != size:
+            raise DmgFormatError(f"{path.name}: the file shrank while it was read; try again")
         f.seek(trailer.xml_offset)
         xml = f.read(trailer.xml_length)
     if trailer.data_checksum_type == UDIF_CHECKSUM_CRC32 and trailer.data_checksum_bits == 32:
@@ -158,9 +182,19 @@ def validate_dmg(path: Path) -> DmgInfo:
     return DmgInfo(path=path, size=size, sha256=sha.hexdigest(), trailer=trailer)
 
 
+def dmg_file_name(version: str) -> str:
+    """The file name 1E gives the DMG of version (one `version_from_filename` reads back)."""
+    return f"1e.client-macOS_v{version}.dmg"
+
+
+def is_version(text: str) -> bool:
+    """True for a version `artifact add` accepts: dotted numbers like 8.0.1.23."""
+    return bool(_VERSION.fullmatch(text))
+
+
 def version_from_filename(name: str) -> str | None:
     """The version in `1e.client-macOS_v<version>.dmg`, or None."""
-    m = _NAME.match(name)
+    m = _NAME.fullmatch(name)
     return m.group("version") if m else None
 
 
@@ -178,8 +212,8 @@ def _atomic_copy(src: Path, dest: Path, sha256: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=dest.parent)
     try:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            while chunk := inp.read(_CHUNK):
+        with os.fdopen(fd, "wb") as out, _open_dmg(src) as (inp, size):
+            for chunk in read_chunks(inp, size, _CHUNK):
                 h.update(chunk)
                 out.write(chunk)
             out.flush()
@@ -201,15 +235,15 @@ def add_artifact(
     The version comes from `version` or the file name. Raises DmgFormatError, or ArtifactError when no
     version is known, it is malformed, or another image is already stored under that version.
     """
-    if not src.is_file():
-        raise ArtifactInputError(f"{src}: no such file")
+    with _open_dmg(src):
+        pass  # first of all a regular file of a DMG's size: a device or directory is not "a name problem"
     version = version or version_from_filename(src.name)
     if version is None:
         raise ArtifactInputError(
             f"{src.name}: cannot tell the version from the name (expected 1e.client-macOS_v<version>.dmg); "
             "give --version"
         )
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise ArtifactInputError(f"version {version!r} is not dotted numbers like 8.0.1.23")
     info = validate_dmg(src)
     existing = session.exec(select(Artifact).where(Artifact.sha256 == info.sha256)).first()

@@ -30,6 +30,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from inventory.userfiles import (
+    CONFIG,
+    KNOWN_HOSTS,
+    SSH_KEY,
+    FileKind,
+    UserFileError,
+    check_user_file,
+    read_user_file,
+)
+from orchestrator.waves import WaveSpecError, parse_threshold, parse_waves
 from tasks.evidence import DEFAULT_CONNECTED_PATTERNS, DEFAULT_ERROR_PATTERNS, VerifyRules, validate_patterns
 
 if TYPE_CHECKING:
@@ -127,6 +137,21 @@ class SshSettings(_Section):
     client_keys: list[Path] = Field(default_factory=list)
     """Private key files to offer (in addition to the agent)."""
 
+    # asyncssh opens these files itself: a FIFO or a /dev/zero symlink there would hang `deploy` mid-run.
+    @field_validator("known_hosts")
+    @classmethod
+    def _check_known_hosts(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            _check_file(v.expanduser(), KNOWN_HOSTS)
+        return v
+
+    @field_validator("client_keys")
+    @classmethod
+    def _check_client_keys(cls, v: list[Path]) -> list[Path]:
+        for key in v:
+            _check_file(key.expanduser(), SSH_KEY)
+        return v
+
 
 class WaveSettings(_Section):
     """Defaults for staged rollouts (upgrade waves)."""
@@ -137,6 +162,25 @@ class WaveSettings(_Section):
     """Halt the run when failures pass this: a count (`3`) or a percentage of the devices (`2%`)."""
     pause: float = Field(default=0.0, ge=0)
     """Seconds to wait between waves (0: go on as soon as a wave is healthy)."""
+
+    # Checked when the settings load, so a bad value is blamed on where it was set, before any command runs.
+    @field_validator("waves")
+    @classmethod
+    def _check_waves(cls, v: str) -> str:
+        try:
+            parse_waves(v, 100, name="waves")
+        except WaveSpecError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("max_failures")
+    @classmethod
+    def _check_max_failures(cls, v: str) -> str:
+        try:
+            parse_threshold(v, name="max_failures")
+        except WaveSpecError as e:
+            raise ValueError(str(e)) from None
+        return v
 
 
 class CelerySettings(_Section):
@@ -239,6 +283,22 @@ class Settings(BaseSettings):
 
     verify: VerifySettings = Field(default_factory=VerifySettings)
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, v: str) -> str:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {v[:40]!r}: use DEBUG, INFO, WARNING or ERROR")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            problem = database_url_problem(v)
+            if problem:
+                raise ValueError(problem)
+        return v
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -248,7 +308,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
+        toml = _BoundedToml(settings_cls, toml_file=config_file_path())
         return (init_settings, env_settings, toml)
 
     @property
@@ -265,26 +325,121 @@ class Settings(BaseSettings):
         return self.artifact_dir or self.data_dir / "artifacts"
 
 
+def _check_file(path: Path, kind: FileKind) -> None:
+    try:
+        check_user_file(path, kind)
+    except UserFileError as e:
+        raise ValueError(str(e)) from None
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why url is not a database we can use, or None. Accepted: `sqlite:///PATH` and PostgreSQL
+    (`postgresql://USER:PASSWORD@HOST[:PORT]/DB`, also `postgres://` and `postgresql+psycopg://`). The
+    message never repeats the URL (it may hold a password)."""
+    accepted = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        return f"not a database URL; {accepted}"
+    if scheme.lower() not in _DB_SCHEMES:
+        return f"unsupported database scheme {scheme[:40]!r}; {accepted}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):  # e.g. a port that is not a number
+        return f"a malformed {scheme.lower()} URL; {accepted}"
+    if u.get_backend_name() == "sqlite":
+        if u.host:
+            return f"sqlite:// takes a path after three slashes (sqlite:///PATH), not a host; {accepted}"
+        if not u.database or u.database == ":memory:":
+            # an in-memory database would lose every run, device and secret when the command ends
+            return f"the SQLite URL names no file; {accepted}"
+    elif not u.database:
+        return f"the PostgreSQL URL names no database; {accepted}"
+    return None
+
+
+_DB_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML table in path, read by the bounded reader (a regular file of at most 1 MiB).
+    Raises ConfigError naming the file and what is wrong with it."""
+    import tomllib
+
+    try:
+        data = read_user_file(path, CONFIG)
+    except UserFileError as e:
+        via = f" ({CONFIG_ENV} names it)" if os.environ.get(CONFIG_ENV) else ""
+        raise ConfigError(f"cannot read configuration file {path}: {e.reason}{via}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read configuration file {path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"cannot read configuration file {path}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"cannot read configuration file {path}: nested too deeply") from None
+
+
+class _BoundedToml(TomlConfigSettingsSource):
+    """The TOML source, reading its file through the bounded reader (no FIFO hang, no unbounded read)."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        return read_config_file(Path(file_path))
+
+
 def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read the settings, with overrides (from CLI flags; None values are ignored) on top.
 
-    Raises ConfigError naming the file and the offending keys when the file is unreadable or a value is
-    invalid, and when `$ORCHESTRATE_CONFIG` names a file that does not exist."""
+    Raises ConfigError naming, for each invalid value, the setting, where it came from (flag, environment
+    variable or file) and what is accepted; also when the file is unreadable, not a regular file or not
+    TOML, and when `$ORCHESTRATE_CONFIG` names a file that does not exist."""
     path = config_file_path()
-    if os.environ.get(CONFIG_ENV) and not path.is_file():
+    if os.environ.get(CONFIG_ENV) and not os.path.lexists(path):
         raise ConfigError(f"{CONFIG_ENV} names {path}, which does not exist")
+    file_data: dict[str, Any] = {}
+    if os.environ.get(CONFIG_ENV) or os.path.lexists(path):
+        file_data = read_config_file(path)
     given = _drop_none(dict(overrides or {}))
     try:
         return Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
+            f"{err['msg'].removeprefix('Value error, ')} "
+            f"(set by {_source_of(err['loc'], given, file_data, path)})"
+            for err in exc.errors()
         )
-        raise ConfigError(
-            f"invalid configuration (file {path}, env ORCHESTRATE_*, flags): {problems}"
-        ) from None
+        raise ConfigError(f"invalid configuration: {problems}") from None
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+
+
+def _source_of(
+    loc: tuple[int | str, ...], flags: Mapping[str, Any], file: Mapping[str, Any], path: Path
+) -> str:
+    """Where the value at loc came from, in the order settings are taken: flag, environment, file."""
+    keys = [str(p) for p in loc]
+    if _holds(flags, keys):
+        return "a command-line flag"
+    env = "ORCHESTRATE_" + "__".join(keys).upper()
+    if any(name.upper() == env for name in os.environ):
+        return f"environment variable {env}"
+    if _holds(file, keys):
+        section = f"[{keys[0]}] " if len(keys) > 1 else ""
+        return f"{section}{keys[-1]} in file {path}"
+    return "the default"
+
+
+def _holds(d: Mapping[str, Any], keys: list[str]) -> bool:
+    node: Any = d
+    for k in keys:
+        if not isinstance(node, Mapping) or k not in node:
+            return False
+        node = node[k]
+    return True
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -339,8 +494,11 @@ def configure_logging(
     handlers: list[logging.Handler] = [_StderrHandler()]
     path = log_file or settings.log_file
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot write the log file {path}: {e.strerror or e}") from None
     flt = (redactor or LOG_REDACTOR).logging_filter()
     root = logging.getLogger()
     for h in handlers:

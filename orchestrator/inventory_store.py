@@ -183,6 +183,7 @@ def import_inventory(
     a cycle (nothing is written: the caller's transaction rolls back).
     """
     report = ImportReport()
+    _refuse_case_clashes(session, [h.name for h in inv.hosts])
     groups = {g.name: g for g in session.exec(select(Group)).all()}
     for name in inv.group_names():
         if name not in groups:
@@ -440,6 +441,26 @@ def remove_devices(
     return removed
 
 
+def _refuse_case_clashes(session: Session, names: Sequence[str], renaming: str | None = None) -> None:
+    """Names are unique ignoring case across the whole inventory (FORMAT.md), not only within one file: raise
+    InventoryStoreError naming each new name and the stored device it differs from only in case."""
+    stored = {
+        n.lower(): n for n in session.exec(select(Device.name)).all() if renaming is None or n != renaming
+    }
+    clashes = [
+        f"{name!r} differs only in case from the device {stored[name.lower()]!r} already in the inventory"
+        for name in names
+        if name.lower() in stored and stored[name.lower()] != name
+    ]
+    if clashes:
+        raise InventoryStoreError(
+            "; ".join(clashes) + ": device names are unique ignoring case; use the stored spelling, or "
+            "rename the device first (`orchestrate inventory rename`); nothing was imported"
+            if renaming is None
+            else "; ".join(clashes) + ": device names are unique ignoring case"
+        )
+
+
 def rename_device(session: Session, old: str, new: str, actor: str) -> Device:
     """Rename a device, keeping its id, memberships, history and certificates.
 
@@ -453,6 +474,7 @@ def rename_device(session: Session, old: str, new: str, actor: str) -> Device:
         return d
     if session.exec(select(Device).where(Device.name == new)).first() is not None:
         raise InventoryStoreError(f"a device called {new} already exists")
+    _refuse_case_clashes(session, [new], renaming=old)
     d.name = new
     d.updated_at = utcnow()
     session.add(d)

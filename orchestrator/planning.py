@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, col, select
 
 from orchestrator import audit
-from orchestrator.artifacts import list_artifacts
+from orchestrator.artifacts import dmg_file_name, is_version, list_artifacts
 from orchestrator.certs.names import live_names
 from orchestrator.config import Settings
 from orchestrator.inventory_store import device_groups, group_tree, resolve_targets
@@ -273,9 +273,13 @@ def _artifact_for(session: Session, version: str | None) -> Artifact:
     hits = sorted((a for a in arts if a.version == version), key=lambda a: a.added_at)
     if not hits:
         have = ", ".join(sorted({a.version for a in arts}, key=_version_key)) or "none"
+        if not is_version(version):
+            raise PlanningError(
+                f"version {version!r} is not dotted numbers like 8.0.1.23 (versions in the store: {have})"
+            )
         raise PlanningError(
-            f"no DMG for version {version}: orchestrate artifact add 1E.Client-{version}.dmg "
-            f"(versions in the store: {have})"
+            f"no DMG for version {version}: orchestrate artifact add {dmg_file_name(version)} (1E's file "
+            f"name; a file named otherwise needs --version {version}; versions in the store: {have})"
         )
     return hits[-1]  # several DMGs of one version: the one added last
 

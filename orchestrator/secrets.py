@@ -25,6 +25,7 @@ from sqlalchemy import or_, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from inventory.userfiles import SECRET_KEY, UserFileError, read_user_file
 from orchestrator.config import Settings
 from orchestrator.state.db import session_scope, write_lock
 from orchestrator.state.models import ClientCertificate, Secret, utcnow
@@ -67,6 +68,11 @@ class SecretNotFound(SecretError, LookupError):
 
 class SecretInUse(SecretError):
     """The secret is still referenced (e.g. by a client certificate) and cannot be removed."""
+
+
+class RotationInputError(SecretError):
+    """`secrets rotate` asked for what it cannot do (no new key file while the key comes from the environment,
+    or the new key is the current one): bad input, nothing changed."""
 
 
 class SecretKeyFileExists(SecretError):
@@ -162,7 +168,10 @@ def read_key_file(path: Path) -> bytes:
             f"the key file {path} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
             f"run: chmod 600 {path}"
         )
-    key = path.read_bytes().strip()
+    try:
+        key = read_user_file(path, SECRET_KEY).strip()
+    except UserFileError as e:
+        raise SecretKeyInvalid(str(e)) from None
     try:
         key_id_of(key)
     except SecretKeyInvalid:
@@ -385,7 +394,7 @@ def rotate_key(engine: Engine, settings: Settings, new_key_file: Path | None = N
     if new_key_file is not None:
         new_key = read_key_file(new_key_file)
     elif settings.secret_key:
-        raise SecretError(
+        raise RotationInputError(
             f"the current key comes from {KEY_ENV}: give the new key with --new-key-file (create one "
             f"with `orchestrate secrets init` and ORCHESTRATE_SECRET_KEY_FILE), then set {KEY_ENV} to it"
         )
@@ -393,7 +402,7 @@ def rotate_key(engine: Engine, settings: Settings, new_key_file: Path | None = N
         new_key = Fernet.generate_key()
     new = SecretBox(new_key)
     if new.key_id == old.key_id:
-        raise SecretError(f"the new key is the current key ({old.key_id}); nothing to rotate")
+        raise RotationInputError(f"the new key is the current key ({old.key_id}); nothing to rotate")
 
     key_file = None if settings.secret_key else settings.effective_secret_key_file
     staged = key_file.with_name(key_file.name + ".new") if key_file is not None else None

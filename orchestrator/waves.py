@@ -12,6 +12,7 @@ window) count as failures here (FINISHED_BAD): a canary that cannot be confirmed
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -42,7 +43,8 @@ class Threshold:
         return str(self.count) if self.count is not None else f"{self.percent:g}%"
 
 
-def parse_threshold(text: str) -> Threshold:
+def parse_threshold(text: str, name: str = "--max-failures") -> Threshold:
+    """The threshold in text; `name` is what messages call the setting (the flag, or the config key)."""
     t = text.strip()
     try:
         if t.endswith("%"):
@@ -56,20 +58,21 @@ def parse_threshold(text: str) -> Threshold:
         return Threshold(count=n)
     except ValueError:
         raise WaveSpecError(
-            f"--max-failures {text!r}: give a count (e.g. 3) or a percentage of attempted devices (e.g. 2%)"
+            f"{name} {text!r}: give a count (e.g. 3) or a percentage of attempted devices (e.g. 2%)"
         ) from None
 
 
-def parse_waves(text: str, total: int) -> list[int]:
+def parse_waves(text: str, total: int, name: str = "--waves") -> list[int]:
     """Cumulative wave sizes for `total` devices, strictly increasing, the last equal to `total`.
 
     Percentages round up (5% of 30 is 2), counts are capped at total, sizes that add no device are dropped
-    and a final wave with everyone is added when the list stops short."""
+    and a final wave with everyone is added when the list stops short. `name` is what messages call the
+    setting (the flag, or the config key)."""
     if total < 0:
         raise ValueError("total must be >= 0")
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
-        raise WaveSpecError("--waves is empty: give cumulative sizes such as 1,5%,25%,100%")
+        raise WaveSpecError(f"{name} is empty: give cumulative sizes such as 1,5%,25%,100%")
     sizes: list[int] = []
     for part in parts:
         try:
@@ -84,12 +87,12 @@ def parse_waves(text: str, total: int) -> list[int]:
                     raise ValueError
         except ValueError:
             raise WaveSpecError(
-                f"--waves: {part!r} is not a device count (>0) or a percentage (0-100%): "
+                f"{name}: {part!r} is not a device count (>0) or a percentage (0-100%): "
                 "give cumulative sizes such as 1,5%,25%,100%"
             ) from None
         n = min(n, total)
         if sizes and n < sizes[-1]:
-            raise WaveSpecError(f"--waves sizes are cumulative and must not shrink: {text!r}")
+            raise WaveSpecError(f"{name} sizes are cumulative and must not shrink: {text!r}")
         if n and (not sizes or n > sizes[-1]):
             sizes.append(n)
     if total and (not sizes or sizes[-1] < total):
@@ -160,13 +163,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(text: str) -> float:
     """Seconds in "90", "30s", "5m", "2h", "1d" (also "1h30m")."""
     t = text.strip().lower()
-    if t.replace(".", "", 1).isdigit():
-        return float(t)
+    if _PLAIN_SECONDS.fullmatch(t):
+        return _finite(float(t), text)
     total, number = 0.0, ""
     for ch in t:
-        if ch.isdigit() or ch == ".":
+        if ch in "0123456789.":
             number += ch
-        elif ch in _UNITS and number:
+        elif ch in _UNITS and number and number.count(".") <= 1 and number != ".":
             total += float(number) * _UNITS[ch]
             number = ""
         else:
@@ -174,4 +177,14 @@ def parse_duration(text: str) -> float:
             break
     if number or not t:
         raise WaveSpecError(f"duration {text!r}: give e.g. 90s, 5m, 2h or 1h30m")
-    return total
+    return _finite(total, text)
+
+
+# ASCII digits only: str.isdigit() also accepts "²", which float() refuses
+_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def _finite(seconds: float, text: str) -> float:
+    if not math.isfinite(seconds):
+        raise WaveSpecError(f"duration {text!r} is too long: give e.g. 90s, 5m, 2h or 1h30m")
+    return seconds

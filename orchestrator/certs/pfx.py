@@ -98,6 +98,7 @@ class PfxAlgorithms:
     mac: str | None  # digest of the MAC; None when the file has no MAC
     key_ciphers: tuple[str, ...]  # one per shrouded key bag; "PBES2/PBKDF2/aes-256-cbc" style for PBES2
     cert_ciphers: tuple[str, ...]  # one per encrypted SafeContents (usually the certificates)
+    iterations: int = 0  # the largest key-derivation iteration count (MAC or encryption) in the file
 
     @property
     def macos_compatible(self) -> bool:
@@ -134,6 +135,23 @@ def open_pfx(data: bytes, password: bytes | None, source: str = "PFX") -> PfxCon
     """
     if not looks_like_pkcs12(data):
         raise PfxFormatError(f"{source}: not a PKCS#12 (.pfx/.p12) file; export the identity as .pfx")
+    if data[1] != 0x80:  # DER length (not BER's indefinite one): the file must hold all it announces
+        try:
+            der.read_tlv(data)
+        except der.DerError:
+            raise PfxFormatError(
+                f"{source}: the PKCS#12 file is truncated ({len(data)} bytes, shorter than its own length "
+                "field); copy or export it again"
+            ) from None
+        try:
+            iterations = pfx_algorithms(data).iterations
+        except PfxFormatError:
+            iterations = 0  # not walkable by our reader (e.g. constructed BER): cryptography decides
+        if iterations > MAX_ITERATIONS:
+            raise PfxFormatError(
+                f"{source}: the PKCS#12 file asks for {iterations:,} key-derivation iterations, over the "
+                f"{MAX_ITERATIONS:,} we accept (opening it would take minutes or hours); export it again"
+            )
     loaded = None
     for pw in [password] if password else [b"", None]:
         try:
@@ -179,6 +197,26 @@ def _alg_name(alg: der.Tlv) -> str:
     return name
 
 
+def _alg_iterations(alg: der.Tlv) -> int:
+    """The iteration count in a password-based AlgorithmIdentifier's parameters (PKCS#12 PBE: SEQUENCE
+    {salt, iterations}; PBES2: the PBKDF2 parameters SEQUENCE {salt, iterationCount, ...}); 0 if none."""
+    parts = alg.children()
+    if len(parts) < 2 or parts[1].tag != der.SEQUENCE:
+        return 0
+    params = parts[1].children()
+    if der.decode_oid(parts[0].value) == "1.2.840.113549.1.5.13":  # PBES2: {kdf AlgorithmIdentifier, enc}
+        kdf = params[0].children()
+        params = kdf[1].children() if len(kdf) > 1 and kdf[1].tag == der.SEQUENCE else []
+    ints = [der.decode_int(p.value) for p in params if p.tag == der.INTEGER]
+    return ints[0] if ints else 0
+
+
+# Measured here: a PFX with 2,000,000 iterations takes 1.2 s to open, and one whose MAC asks for 2**31 - 1
+# did not open within 30 s (minutes of CPU at this rate) — a hang. Real exports use about 2,000 (OpenSSL,
+# Windows) up to a few hundred thousand.
+MAX_ITERATIONS = 10_000_000
+
+
 def _explicit_octets(content: der.Tlv) -> bytes:
     """The OCTET STRING inside a ContentInfo's [0] EXPLICIT content."""
     inner = content.children()[0]
@@ -198,9 +236,13 @@ def pfx_algorithms(data: bytes) -> PfxAlgorithms:
         if der.decode_oid(auth_safe[0].value) != _DATA:
             raise der.DerError("public-key integrity mode is not supported")
         mac: str | None = None
+        iterations = 0
         if len(pfx) > 2:
-            digest_info = pfx[2].children()[0]
+            mac_data = pfx[2].children()
+            digest_info = mac_data[0]
             mac = _alg_name(digest_info.children()[0])
+            if len(mac_data) > 2 and mac_data[2].tag == der.INTEGER:
+                iterations = der.decode_int(mac_data[2].value)
         key_ciphers: list[str] = []
         cert_ciphers: list[str] = []
         for ci in der.read_tlv(_explicit_octets(auth_safe[1])).children():
@@ -210,15 +252,19 @@ def pfx_algorithms(data: bytes) -> PfxAlgorithms:
                 enc_data = parts[1].children()[0].children()  # EncryptedData
                 enc_content_info = enc_data[1].children()
                 cert_ciphers.append(_alg_name(enc_content_info[1]))
+                iterations = max(iterations, _alg_iterations(enc_content_info[1]))
             elif ctype == _DATA:
                 for bag in der.read_tlv(_explicit_octets(parts[1])).children():
                     bag_parts = bag.children()
                     if der.decode_oid(bag_parts[0].value) == _SHROUDED_KEY_BAG:
                         epki = bag_parts[1].children()[0]
                         key_ciphers.append(_alg_name(epki.children()[0]))
+                        iterations = max(iterations, _alg_iterations(epki.children()[0]))
     except (der.DerError, IndexError) as e:
         raise PfxFormatError(f"cannot read the PKCS#12 structure: {e}") from None
-    return PfxAlgorithms(mac=mac, key_ciphers=tuple(key_ciphers), cert_ciphers=tuple(cert_ciphers))
+    return PfxAlgorithms(
+        mac=mac, key_ciphers=tuple(key_ciphers), cert_ciphers=tuple(cert_ciphers), iterations=iterations
+    )
 
 
 def rewrap_for_macos(

@@ -207,6 +207,13 @@ def import_pfx(
     contents = open_pfx(data, password, source)
     facts = client_facts(contents)
     if facts is None:
+        if contents.key is None and contents.chain:
+            # without a key, cryptography cannot tell which certificate is the identity's: all are
+            # "additional" ones
+            raise PfxError(
+                f"{source}: the PKCS#12 holds {len(contents.chain)} certificate(s) but no private key; "
+                "export the identity together with its private key"
+            )
         raise PfxError(f"{source}: the PKCS#12 holds no certificate")
     device = map_device(session, facts.cert, source, device_name)
     try:

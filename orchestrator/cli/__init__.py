@@ -4,15 +4,45 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
 import typer
+from typer.core import TyperGroup
+
+
+class _BadInputBoundary(TyperGroup):
+    """Every command runs inside this: a bad configuration, an unusable database or an unreadable input file
+    that a command did not handle itself is one clear message and exit 2 (bad input), never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.Context (typer vendors click)
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            if not _is_bad_input(e):
+                raise
+            from orchestrator.console import Console
+
+            Console().error(str(e))
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+EXIT_BAD_INPUT = 2
+
+
+def _is_bad_input(e: Exception) -> bool:
+    from inventory.userfiles import UserFileError
+    from orchestrator.config import ConfigError
+    from orchestrator.state.db import DatabaseUnavailable
+
+    return isinstance(e, ConfigError | DatabaseUnavailable | UserFileError)
+
 
 app = typer.Typer(
     name="orchestrate",
     help="Roll the 1E Client out to fleets of Macs over SSH, and keep it installed, upgraded and configured.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=_BadInputBoundary,
 )
 _registered = False
 
@@ -80,7 +110,37 @@ def _command_in(argv: list[str]) -> str | None:
 
 def prepare() -> None:
     """Load what this command line needs (just its command's module when it names one)."""
+    quiet_deprecations()
     _register(_command_in(sys.argv[1:]))
+
+
+def quiet_deprecations() -> None:
+    """Deprecation warnings (cryptography's DSA one on every command, with asyncssh's source lines on
+    `deploy`) go to the DEBUG log instead of stderr, where a user would learn to ignore warnings; other
+    warnings are shown as before, and with -v/--verbose all are."""
+    import logging
+    import warnings
+
+    if {"-v", "--verbose"} & set(sys.argv[1:]):
+        return  # verbose: every warning as Python shows it
+    shown = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DeprecationWarning) or category.__name__.endswith("DeprecationWarning"):
+            logging.getLogger("py.warnings").debug(
+                "%s:%s: %s: %s", filename, lineno, category.__name__, message
+            )
+            return
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def main() -> None:

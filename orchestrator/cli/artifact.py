@@ -66,11 +66,15 @@ def add(
             )
     except (artifacts.ArtifactError, OSError) as e:
         raise _fail(console, "artifact.add", params, e) from None
+    # The controller cannot read the pkg's own version out of a real (compressed HFS+/APFS) image: say where
+    # the version came from instead of implying it was checked.
+    source = "--version" if version else "the file name"
     if json_out:
-        console.json({**_row(row), "created": created})
+        console.json({**_row(row), "created": created, "version_from": source})
         return
     verb = "added" if created else "already stored"
     console.success(f"{verb}: {row.filename} as version {row.version} ({row.size} bytes)")
+    console.info(f"  version: from {source} (the package inside the image is not read here)")
     console.info(f"  SHA-256: {row.sha256}")
     console.info(f"  stored:  {row.path}")
 

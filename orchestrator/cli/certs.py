@@ -1,8 +1,8 @@
 """`orchestrate certs`: CA certificates, devices' client PFX files, the fleet check, the CA profile and
 lab issuing. Thin adapters over `orchestrator.certs`.
 
-Exit codes: 2 for bad input (unreadable file, bad option, missing secret key), 1 when something was refused
-or a device's certificate is not usable.
+Exit codes: 2 for bad input (unreadable file, a PFX that is damaged or does not open with the password, bad
+option, missing secret key), 1 when something was refused or a device's certificate is not usable.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
+from inventory.userfiles import CERTIFICATE, PASSWORD, PFX, PRIVATE_KEY, UserFileError, read_user_file
 from orchestrator import audit
 from orchestrator.certs import issue as lab
 from orchestrator.certs import store
@@ -56,10 +57,10 @@ def _errors(console: Console) -> Iterator[None]:
     """Bad input → message and exit 2; refusals of the store → message and exit 1."""
     try:
         yield
-    except (CertificateLoadError, lab.IssueError, SecretError, OSError) as e:
+    except (CertificateLoadError, lab.IssueError, SecretError, OSError, UserFileError, PfxError) as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (store.CertStoreError, PfxError, ValueError) as e:
+    except (store.CertStoreError, ValueError) as e:
         console.error(str(e))
         raise typer.Exit(EXIT_FAILED) from None
 
@@ -97,9 +98,9 @@ def ca_add(
     failed: list[str] = []
     for path in files:
         try:
-            certs = load_certificates(path.read_bytes(), str(path))
-        except (CertificateLoadError, OSError) as e:
-            console.error(str(e) if isinstance(e, CertificateLoadError) else f"{path}: {e.strerror}")
+            certs = load_certificates(read_user_file(path, CERTIFICATE), str(path))
+        except (CertificateLoadError, UserFileError, OSError) as e:
+            console.error(f"{path}: {e.strerror}" if isinstance(e, OSError) else str(e))
             failed.append(str(path))
             continue
         with session_scope(context.engine()) as s:
@@ -180,9 +181,9 @@ def _read_password(
         raise typer.Exit(EXIT_BAD_INPUT)
     if password_file is not None:
         try:
-            raw = password_file.read_bytes()
-        except OSError as e:
-            console.error(f"{password_file}: {e.strerror}")
+            raw = read_user_file(password_file, PASSWORD)
+        except UserFileError as e:
+            console.error(str(e))
             raise typer.Exit(EXIT_BAD_INPUT) from None
         # one trailing newline is the file's, not the password's
         return raw.removesuffix(b"\n").removesuffix(b"\r"), "file"
@@ -221,11 +222,11 @@ def add(
     vault = _vault(console)
     now = utcnow()
     results: list[dict[str, Any]] = []
-    problems = 0
+    problems = bad_input = 0
     for path in files:
         entry: dict[str, Any] = {"file": str(path), "stored": False}
         try:
-            data = path.read_bytes()
+            data = read_user_file(path, PFX)
             with session_scope(context.engine()) as s:
                 r = store.import_pfx(
                     s, vault, data, password, str(path), now=now, warn_days=warn_days, device_name=device,
@@ -233,10 +234,12 @@ def add(
                 )  # fmt: skip
                 entry.update(_import_json(r))
                 _record_import(s, path, r, source, password_file, password_env)
-        except (PfxError, store.CertStoreError, OSError) as e:
+        except (PfxError, store.CertStoreError, UserFileError, OSError) as e:
             msg = str(e) if not isinstance(e, OSError) else f"{path}: {e.strerror}"
             entry["error"] = msg
             problems += 1
+            # a file that is not a PFX we can open (or read) is bad input; a refusal of the store is not
+            bad_input += isinstance(e, PfxError | UserFileError | OSError)
             console.error(msg)
             _audit(
                 "certs.add",
@@ -251,6 +254,8 @@ def add(
         _show_import(console, r)
     if json_out:
         console.json(results)
+    if bad_input:
+        raise typer.Exit(EXIT_BAD_INPUT)
     if problems:
         raise typer.Exit(EXIT_FAILED)
 
@@ -489,12 +494,12 @@ def issue(
         raise typer.Exit(EXIT_BAD_INPUT)
     groups, limits = targets(group, limit)
     with _errors(console):
-        certs = load_certificates(ca_cert.read_bytes(), str(ca_cert))
-        key = lab.load_ca_key(ca_key.read_bytes(), str(ca_key))
+        certs = load_certificates(read_user_file(ca_cert, CERTIFICATE), str(ca_cert))
+        key = lab.load_ca_key(read_user_file(ca_key, PRIVATE_KEY), str(ca_key))
         lab.check_ca_pair(certs[0], key)
         fixed = None
         if password_file is not None:
-            fixed = password_file.read_bytes().removesuffix(b"\n").removesuffix(b"\r")
+            fixed = read_user_file(password_file, PASSWORD).removesuffix(b"\n").removesuffix(b"\r")
             if not fixed:
                 raise ValueError(f"{password_file}: the password is empty")
         vault = None if no_import else _vault(console)

@@ -7,7 +7,7 @@ from functools import cache
 from sqlalchemy.engine import Engine
 
 from orchestrator.config import Settings, load_settings
-from orchestrator.state.db import create_db_engine, init_schema
+from orchestrator.state.db import open_state_database
 
 
 @cache
@@ -17,7 +17,8 @@ def settings() -> Settings:
 
 @cache
 def engine() -> Engine:
-    """The configured database, brought to the newest schema."""
-    e = create_db_engine(settings().effective_database_url)
-    init_schema(e)
-    return e
+    """The configured database, brought to the newest schema. Raises DatabaseUnavailable (the CLI's bad
+    input boundary turns it into one message and exit 2). A missing directory is created only for the
+    default location in the data directory, not for a configured database_url."""
+    s = settings()
+    return open_state_database(s.effective_database_url, create_dir=s.database_url is None)

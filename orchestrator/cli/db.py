@@ -1,7 +1,7 @@
 """`orchestrate db`: the state database's schema (upgrade, current) and location (path).
 
-Exit codes: 2 for bad configuration or an unreachable database, 1 when the database is not what the
-command needs (a schema newer than this program, not SQLite for `db path`).
+Exit codes: 2 for bad configuration, an unreachable database or another program's database, 1 when the
+database is not what the command needs (a schema newer than this program, not SQLite for `db path`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from orchestrator.cli.options import JsonOpt
 from orchestrator.config import ConfigError, configure_logging
 from orchestrator.console import Console
 from orchestrator.state.db import (
+    DatabaseUnavailable,
+    ForeignDatabase,
     SchemaError,
+    check_database_location,
     create_db_engine,
     current_revision,
     head_revision,
@@ -56,6 +59,9 @@ def _errors(console: Console) -> Iterator[None]:
     except ConfigError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (ForeignDatabase, DatabaseUnavailable) as e:
+        console.error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except SchemaError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_FAILED) from None
@@ -70,8 +76,11 @@ def _errors(console: Console) -> Iterator[None]:
 
 
 def _engine() -> Engine:
-    """An engine on the configured database, without migrating it (unlike `context.engine()`)."""
-    return create_db_engine(context.settings().effective_database_url)
+    """An engine on the configured database, without migrating it (unlike `context.engine()`). A missing
+    directory is created only for the default location (as `context.engine()` does)."""
+    settings = context.settings()
+    check_database_location(settings.effective_database_url, create_dir=settings.database_url is None)
+    return create_db_engine(settings.effective_database_url)
 
 
 @app.command("upgrade")

@@ -3,8 +3,9 @@
 No command prints a secret value or the key; keys are shown by id. A value read by `set` is registered with
 the log redactor before anything can log it.
 
-Exit codes: 2 for bad input (no key, malformed key, unreadable file, unset variable, empty value, bad
-configuration), 1 when refused (key file exists, secret unknown or in use, a secret under another key).
+Exit codes: 2 for bad input (no key, malformed key, a key that is not the one the secrets are under, a
+rotation that cannot be done as asked, unreadable file, unset variable, empty value, bad configuration), 1
+when refused (key file exists, secret unknown or in use).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from inventory.userfiles import SECRET, read_user_file
 from orchestrator import audit
 from orchestrator import secrets as store
 from orchestrator.cli import context
@@ -66,6 +68,8 @@ def _errors(
         store.SecretKeyMissing,
         store.SecretKeyInvalid,
         store.SecretCorrupt,
+        store.SecretKeyMismatch,  # the key supplied is not the one the secrets are under
+        store.RotationInputError,
         ConfigError,
         OSError,
         ValueError,
@@ -165,7 +169,7 @@ def _read_value(from_file: Path | None, from_env: str | None, prompt: bool) -> b
     if sum((from_file is not None, from_env is not None, prompt)) != 1:
         raise ValueError("give exactly one of --from-file FILE, --from-env VAR, --prompt")
     if from_file is not None:
-        data = from_file.read_bytes()
+        data = read_user_file(from_file, SECRET)
         # `echo pw > file` leaves a newline that is not part of the password
         data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
     elif from_env is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 from orchestrator.state import models  # noqa: F401  (registers the tables)
@@ -37,6 +38,15 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 class SchemaError(RuntimeError):
     """The database's schema is not one this program knows (e.g. written by a newer version)."""
+
+
+class ForeignDatabase(SchemaError):
+    """The database holds tables but no macfleet schema record: another program's database."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The configured database cannot be opened or used, or is not ours. The message names the URL (its
+    password masked), why, and what to do; it is bad input (exit 2) for the CLI."""
 
 
 def normalize_url(url: str) -> str:
@@ -170,6 +180,15 @@ def init_schema(engine: Engine) -> str:
     shipped = shipped_head()
     if _at_head(engine, shipped):
         return shipped
+    with engine.connect() as conn:
+        tables = inspect(conn).get_table_names()
+    if tables and "alembic_version" not in tables:
+        # every macfleet database records its schema revision from the first migration on
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ForeignDatabase(
+            f"the database holds tables ({shown}) but no macfleet schema record: it belongs to another "
+            "program; point database_url at an empty or a macfleet database"
+        )
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -200,6 +219,63 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
         return script.get_revision(revision) is not None
     except AlembicError:
         return False
+
+
+def open_state_database(url: str, *, create_dir: bool = True) -> Engine:
+    """An engine on url, the database checked to open and brought to the newest schema.
+
+    create_dir: make a missing parent directory of a SQLite file (the default location); otherwise a missing
+    directory is an error, so a typo in a configured path is not silently created. Raises
+    DatabaseUnavailable (refused, unreachable, no such directory, not a database file, another program's
+    database, a schema newer than this program)."""
+    shown = _safe_url(url)
+    check_database_location(url, create_dir=create_dir)
+    engine: Engine | None = None
+    try:
+        engine = create_db_engine(url)
+        init_schema(engine)
+        return engine
+    except ForeignDatabase as e:
+        reason = str(e)
+    except SchemaError as e:
+        reason = str(e)
+    except (SQLAlchemyError, sqlite3.Error, OSError) as e:
+        orig = getattr(e, "orig", None)
+        lines = str(orig if orig is not None else e).strip().splitlines()
+        reason = lines[0] if lines else type(e).__name__
+        if "file is not a database" in reason:
+            reason += " (the file is not a SQLite database)"
+    if engine is not None:
+        engine.dispose()
+    raise DatabaseUnavailable(f"cannot use the database {shown}: {reason}")
+
+
+def check_database_location(url: str, *, create_dir: bool) -> None:
+    """For a SQLite file: its directory exists (or create_dir allows making it) and the path, when it
+    exists, is a regular file (a FIFO or device would hang SQLite). Raises DatabaseUnavailable."""
+    shown = _safe_url(url)
+    try:
+        path = sqlite_path(url)
+    except Exception:  # make_url's errors for strings that are no URL at all
+        raise DatabaseUnavailable(f"{shown}: not a database URL") from None
+    if path is None:
+        return
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DatabaseUnavailable(f"cannot use the database {shown}: {path.parent} is not a directory")
+    if not create_dir and not path.parent.is_dir():
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: the directory {path.parent} does not exist; create it or "
+            "fix database_url"
+        )
+    if path.exists() and not path.is_file():
+        raise DatabaseUnavailable(f"cannot use the database {shown}: {path} is not a regular file")
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return redacted_url(url)
+    except Exception:  # not parseable: show only the scheme, as the rest may hold a password
+        return url.partition("://")[0][:40] + "://..." if "://" in url else "(not a URL)"
 
 
 @contextmanager

@@ -92,7 +92,7 @@ def test_bad_file_exits_2_with_file_line_field(run, tmp_path: Path) -> None:
 
 def test_missing_file_and_unknown_format_exit_2(run, tmp_path: Path) -> None:
     r = run("import", str(tmp_path / "nope.csv"))
-    assert r.exit_code == 2 and "nope.csv: file: cannot read" in r.stderr
+    assert r.exit_code == 2 and "nope.csv: file: no such file (inventory file)" in r.stderr
     r = run("import", str(GOOD / "devices.csv"), "--format", "xml")
     assert (
         r.exit_code == 2 and "unknown format 'xml' (known: yaml, csv, ansible-ini, ansible-yaml)" in r.stderr

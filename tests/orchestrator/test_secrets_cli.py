@@ -107,7 +107,7 @@ def test_bad_input_messages(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> N
     _, err = run("secrets", "set", "bad name", "--kind", "sudo-password", "--from-env", "MF_PW", code=2)
     assert "invalid secret name 'bad name'" in err
     _, err = run("secrets", "set", "x", "--kind", "sudo-password", "--from-file", "/nonexistent/pw", code=2)
-    assert "No such file or directory" in err
+    assert "/nonexistent/pw: no such file (secret file)" in err
 
 
 def test_init_refuses_to_overwrite_and_force_keeps_old(cli_env: Path) -> None:
@@ -142,13 +142,13 @@ def test_rotate_and_wrong_key(
     monkeypatch.setenv("ORCHESTRATE_SECRET_KEY", stranger)
     sk = SecretBox(stranger.encode()).key_id
     orchestrate_caches_clear()
-    _, err = run("secrets", "set", "b", "--kind", "ssh-password", "--from-env", "MF_PW", code=1)
+    _, err = run("secrets", "set", "b", "--kind", "ssh-password", "--from-env", "MF_PW", code=2)
     assert f"encrypted under key {new.key_id}, but the key supplied is {sk}" in err
     assert "Traceback" not in err
     newkey = tmp_path / "next.key"
     newkey.write_bytes(Fernet.generate_key())
     newkey.chmod(0o600)
-    _, err = run("secrets", "rotate", "--new-key-file", str(newkey), code=1)
+    _, err = run("secrets", "rotate", "--new-key-file", str(newkey), code=2)
     assert f"secret 'a' is encrypted under key {new.key_id}, but the key supplied is {sk}" in err
     out, _ = run("secrets", "list", "--json")
     assert json.loads(out)[0]["current_key"] is False
@@ -201,11 +201,11 @@ def test_canary_password_is_found_nowhere(
     # the wrong key (from the environment), then a missing key file
     monkeypatch.setenv("ORCHESTRATE_SECRET_KEY", Fernet.generate_key().decode())
     orchestrate_caches_clear()
-    go("set", "canary-pw", "--kind", "pfx-password", "--from-env", "MF_CANARY", code=1)
+    go("set", "canary-pw", "--kind", "pfx-password", "--from-env", "MF_CANARY", code=2)
     next_key = tmp_path / "next.key"
     next_key.write_bytes(Fernet.generate_key())
     next_key.chmod(0o600)
-    go("rotate", "--new-key-file", str(next_key), code=1)
+    go("rotate", "--new-key-file", str(next_key), code=2)
     monkeypatch.delenv("ORCHESTRATE_SECRET_KEY")
     monkeypatch.setenv("ORCHESTRATE_SECRET_KEY_FILE", str(cli_env / "missing.key"))
     orchestrate_caches_clear()

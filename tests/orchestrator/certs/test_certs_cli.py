@@ -177,7 +177,7 @@ def test_wrong_password_stores_nothing_and_others_continue(
     other.write_bytes(m.pfx(key, cert, [], b"a-different-password"))
     monkeypatch.setenv("PFX_PW", CANARY)
     r = run("certs", "add", str(other), str(good), "--password-env", "PFX_PW")
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # bad input: the password does not open it
     assert "other-pw.pfx: the password does not open this PKCS#12 file" in r.output
     assert CANARY not in r.output
     certs = _rows(ClientCertificate)
