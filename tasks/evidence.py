@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tasks.model import ProbeOutput
+from tasks.model import FactsError, ProbeOutput
 
 # Broad on purpose: any sensible wording of "connected to the Switch" (macsim's "Connected to Switch h:p as
 # n", "Connection to switch h:p established", "Switch connection established", "registered with the Switch").
@@ -152,7 +152,7 @@ def parse_lsof_fn(out: ProbeOutput) -> tuple[Endpoint, ...]:
     when it lists nothing (DIAGNOSTICS: "failure to locate ... Internet addresses or files"): no connection.
     """
     if out.exit_status is None:
-        raise ValueError("lsof: the probe did not run to its end")
+        raise FactsError("lsof: the probe did not run to its end")
     found: list[Endpoint] = []
     for line in out.stdout.splitlines():
         if not line.startswith("n") or "->" not in line:

@@ -15,6 +15,7 @@ from typing import Any
 from tasks.evidence import DEFAULT_RULES, Endpoint, log_evidence, parse_lsof_fn, socket_to_switch
 from tasks.hostnames import MacNames
 from tasks.model import Command, ProbeOutput
+from tasks.model import FactsError as FactsError  # re-exported: parsers raise it
 
 # macOS and 1E Client facts (../shared/DESIGN.md "macOS facts").
 SYSTEM_KEYCHAIN = "/Library/Keychains/System.keychain"
@@ -32,10 +33,6 @@ KNOWN_PATHS = (BINARY, CONF, UPDATECONF, PLIST, CLIENT_DIR)
 LOG_TAIL_LINES = 200
 START_LINE = "1E Client starting"  # macsim's wording; a log without it is judged as a whole (see LogBlock)
 LSOF = "/usr/sbin/lsof"
-
-
-class FactsError(ValueError):
-    """A probe's output cannot be read as the fact it should give (or the probe did not finish)."""
 
 
 def _finished(out: ProbeOutput, what: str) -> int:

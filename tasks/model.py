@@ -13,6 +13,10 @@ from enum import StrEnum
 from typing import Any
 
 
+class FactsError(ValueError):
+    """A probe's output cannot be read as the fact it should give (or the probe did not finish)."""
+
+
 @dataclass(frozen=True)
 class Command:
     """One argv list to run on the Mac.
