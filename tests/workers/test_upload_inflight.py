@@ -1,0 +1,165 @@
+"""Bytes in flight during uploads (workers.ssh.inflight) against a real OpenSSH sshd: one upload never has
+more than its window outstanding, all uploads together never more than the process budget, and a dropped
+connection gives every byte of the budget back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from tests.workers.sshd import Sshd
+from workers.ssh import Connection, ConnectionLost, HostKeyPolicy, SshAuth, SshTarget, Timeouts, connect
+from workers.ssh.inflight import ByteBudget, UploadLimits, process_budget, set_upload_limits
+from workers.ssh.upload import UploadItem, upload_many
+
+KIB = 1024
+
+
+@dataclass
+class Outstanding:
+    """What the SFTP client has sent and the server not yet answered, per open file and in all."""
+
+    per_file: dict[int, int] = field(default_factory=dict)
+    total: int = 0
+    max_per_file: int = 0
+    max_total: int = 0
+    max_request: int = 0
+    files_at_once: int = 0  # most files with a request outstanding at the same moment
+
+    def start(self, fh: object, n: int) -> None:
+        self.per_file[id(fh)] = self.per_file.get(id(fh), 0) + n
+        self.total += n
+        self.max_per_file = max(self.max_per_file, self.per_file[id(fh)])
+        self.max_total = max(self.max_total, self.total)
+        self.max_request = max(self.max_request, n)
+        self.files_at_once = max(self.files_at_once, sum(1 for v in self.per_file.values() if v))
+
+    def end(self, fh: object, n: int) -> None:
+        self.per_file[id(fh)] -= n
+        self.total -= n
+
+
+@pytest.fixture
+def outstanding(monkeypatch: pytest.MonkeyPatch) -> Outstanding:
+    """Observe every SFTP write request the client makes (the real write still goes to sshd)."""
+    seen = Outstanding()
+    real_write = asyncssh.SFTPClientFile.write
+
+    async def write(self: asyncssh.SFTPClientFile, data: Any, offset: int | None = None) -> int:
+        seen.start(self, len(data))
+        try:
+            return await real_write(self, data, offset)
+        finally:
+            seen.end(self, len(data))
+
+    monkeypatch.setattr(asyncssh.SFTPClientFile, "write", write)
+    return seen
+
+
+@pytest.fixture
+def limits() -> Iterator[None]:
+    """Small limits so that a few MiB exercise them; the defaults again afterwards."""
+    set_upload_limits(UploadLimits(block=64 * KIB, window=256 * KIB, budget=512 * KIB))
+    yield
+    set_upload_limits(UploadLimits())
+
+
+@pytest.mark.usefixtures("limits")
+async def test_one_upload_never_has_more_than_its_window_in_flight(
+    conn: Connection, outstanding: Outstanding, tmp_path: Path
+) -> None:
+    local = tmp_path / "client.dmg"
+    local.write_bytes(os.urandom(5 * 1024 * KIB + 17))
+    seen: list[int] = []
+    result = await conn.upload(local, str(tmp_path / "remote"), "client.dmg", progress=lambda d, _t: seen.append(d))
+    assert (tmp_path / "remote" / "client.dmg").read_bytes() == local.read_bytes()
+    assert result.bytes == local.stat().st_size and seen[-1] == result.bytes
+    assert outstanding.max_request == 64 * KIB  # one block per request
+    # pipelined up to the window, never past it (the whole 5 MiB file would be in flight without it)
+    assert outstanding.max_per_file == 256 * KIB
+    assert process_budget().used == 0
+
+
+@pytest.mark.usefixtures("limits")
+async def test_the_process_budget_holds_across_concurrent_uploads(
+    target: SshTarget, pinned: HostKeyPolicy, auth: SshAuth, timeouts: Timeouts, outstanding: Outstanding,
+    tmp_path: Path,
+) -> None:
+    files = []
+    for k in range(6):
+        files.append(tmp_path / f"pkg-{k}")
+        files[-1].write_bytes(os.urandom(2 * 1024 * KIB + k))
+    conns = [await connect(target, pinned, auth, timeouts) for _ in range(3)]
+    try:
+        # three connections, two files each on one SFTP session: six uploads at once, 12 MiB in all
+        await asyncio.gather(*(
+            upload_many(c, [UploadItem(files[2 * i], files[2 * i].name), UploadItem(files[2 * i + 1],
+                                                                                    files[2 * i + 1].name)],
+                        str(tmp_path / f"remote-{i}"))
+            for i, c in enumerate(conns)
+        ))
+    finally:
+        for c in conns:
+            await c.close()
+    for i, f in enumerate(files):
+        assert (tmp_path / f"remote-{i // 2}" / f.name).read_bytes() == f.read_bytes()
+    assert outstanding.max_total <= 512 * KIB
+    assert outstanding.files_at_once >= 2  # the budget was shared, not a queue of one upload at a time
+    assert outstanding.max_per_file <= 256 * KIB
+    assert process_budget().used == 0
+
+
+@pytest.mark.usefixtures("limits")
+async def test_a_dropped_connection_gives_the_budget_back(
+    sshd: Sshd, target: SshTarget, pinned: HostKeyPolicy, auth: SshAuth, timeouts: Timeouts, tmp_path: Path
+) -> None:
+    local = tmp_path / "big.dmg"
+    local.write_bytes(os.urandom(8 * 1024 * KIB))
+    killed: list[int] = []
+
+    def kill_once(done: int, total: int) -> None:
+        if not killed and done >= total // 4:
+            killed.extend(sshd.kill_sessions())
+
+    conn = await connect(target, pinned, auth, timeouts)
+    try:
+        with pytest.raises(ConnectionLost):
+            await conn.upload(local, str(tmp_path / "r"), "big.dmg", progress=kill_once)
+    finally:
+        await conn.close()
+    assert killed
+    assert process_budget().used == 0  # every request's bytes came back, failed or cancelled
+
+
+async def test_byte_budget_is_first_come_first_served_and_survives_cancellation() -> None:
+    budget = ByteBudget(10)
+    await budget.acquire(8)
+    order: list[str] = []
+
+    async def take(name: str, n: int) -> None:
+        await budget.acquire(n)
+        order.append(name)
+
+    big = asyncio.ensure_future(take("big", 6))
+    small = asyncio.ensure_future(take("small", 1))
+    await asyncio.sleep(0)
+    assert order == [] and budget.free == 2  # small fits, but waits behind big
+    big.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert order == ["small"] and budget.free == 1  # the cancelled head no longer blocks
+    assert small.done() and big.cancelled()
+    budget.release(8)
+    budget.release(1)
+    assert budget.free == 10 and budget.used == 0
+    with pytest.raises(ValueError, match="cannot take 11 bytes"):
+        await budget.acquire(11)
+    with pytest.raises(ValueError, match=r"block \(2\) <= window \(1\)"):
+        UploadLimits(block=2, window=1, budget=4)
