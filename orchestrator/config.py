@@ -114,11 +114,11 @@ class SshSettings(_Section):
     """Login user when the inventory gives none."""
     client_keys: list[Path] = Field(default_factory=list)
     """Private key files to offer (in addition to the agent)."""
-    upload_block_size: int = Field(default=4 * 1024 * 1024, ge=16 * 1024)
+    upload_block_size: int = Field(default=1024 * 1024, ge=16 * 1024)
     """Largest SFTP write request, bytes (the Mac's own limit applies when smaller: 255 KiB on OpenSSH)."""
-    upload_window: int = Field(default=8 * 1024 * 1024, ge=16 * 1024)
+    upload_window: int = Field(default=4 * 1024 * 1024, ge=16 * 1024)
     """Bytes one upload may have sent but not yet acknowledged by the Mac (at least one block)."""
-    upload_budget: int = Field(default=64 * 1024 * 1024, ge=16 * 1024)
+    upload_budget: int = Field(default=32 * 1024 * 1024, ge=16 * 1024)
     """Bytes all uploads of one controller or worker process may have in flight together (at least one
     window): bounds the controller's memory for any DMG size and concurrency."""
 

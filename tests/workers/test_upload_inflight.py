@@ -163,3 +163,16 @@ async def test_byte_budget_is_first_come_first_served_and_survives_cancellation(
         await budget.acquire(11)
     with pytest.raises(ValueError, match=r"block \(2\) <= window \(1\)"):
         UploadLimits(block=2, window=1, budget=4)
+
+
+def test_the_ssh_settings_carry_the_upload_limits() -> None:
+    from pydantic import ValidationError
+
+    from orchestrator.config import Settings, SshSettings
+    from workers.runner.job import upload_limits_of
+
+    assert upload_limits_of(Settings()) == UploadLimits()  # one set of defaults
+    custom = Settings(ssh=SshSettings(upload_block_size=256 * KIB, upload_window=KIB * KIB, upload_budget=8 * KIB * KIB))
+    assert upload_limits_of(custom) == UploadLimits(256 * KIB, KIB * KIB, 8 * KIB * KIB)
+    with pytest.raises(ValidationError, match="upload_block_size <= upload_window <= upload_budget"):
+        SshSettings(upload_window=2 * KIB * KIB * KIB)
