@@ -20,11 +20,12 @@ deploy at `--rss-concurrency` (default 200) gives the table's "peak RSS at c=200
 concurrency 50, <= 1 GiB at 200, for any DMG size). Uploads keep to `[ssh] upload_block_size`,
 `upload_window` and `upload_budget` (`--upload-block/--upload-window/--upload-budget` in MiB override them).
 
-The transport's own number: before the repeats, one Mac of a fresh fleet receives the DMG 4 times over one
-connection from each of three clients, each alone: a single OpenSSH `sftp` client (C; batch mode, the
-deploy's cipher, the time of a one-put session subtracted so connect and login do not count), our bounded
-writer (what the deploy and the ceiling use), and asyncssh's `put` with its defaults; MiB/s and client CPU
-per MiB each. The server is macsim's SFTP over SSH on 127.0.0.1, the same server the bare push writes to,
+The transport's own number: before the repeats, one Mac of a fresh fleet receives the DMG over and over
+(about 256 MB, at least 4 times) over one connection from each of three clients, each alone: a single
+OpenSSH `sftp` client (C; batch mode, the deploy's cipher, the time of a one-put session subtracted so
+connect and login do not count), our bounded writer (what the deploy and the ceiling use), and asyncssh's
+`put` with its defaults; MiB/s and client CPU per MiB each. The server is macsim's SFTP over SSH on
+127.0.0.1, the same server the bare push writes to,
 so "ceiling MiB/s" (every Mac's bytes over the ceiling's wall time) and "one OpenSSH sftp MiB/s" sit side
 by side in the table. (A real sshd would measure OpenSSH against OpenSSH, not the server the deploy pays;
 on these 2 shared cores macsim's Python SFTP server is part of the limit.) `--transport` prints only
@@ -521,6 +522,8 @@ def openssh_sftp_stream(bed: Bed, name: str, puts: int) -> Stream:
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
     mib = puts * bed.dmg.stat().st_size / 2**20
+    if times[1] <= times[0]:  # the puts took less than the noise of a session's start
+        return Stream("OpenSSH sftp", float("nan"), float("nan"))
     return Stream("OpenSSH sftp", mib / (times[1] - times[0]), (cpus[1] - cpus[0]) * 1000 / mib)
 
 
@@ -548,9 +551,11 @@ async def asyncssh_stream(bed: Bed, name: str, puts: int, how: str) -> Stream:
     return Stream(label, mib / wall, cpu * 1000 / mib)
 
 
-def transport_streams(bed: Bed, puts: int = 4) -> list[Stream]:
+def transport_streams(bed: Bed, total_mb: int = 256) -> list[Stream]:
     """Single-stream MiB/s against the first Mac of a fresh fleet, same cipher, each client in its own
-    process: OpenSSH's sftp (the transport's limit with this server), our bounded writer, asyncssh's put."""
+    process: OpenSSH's sftp (the transport's limit with this server), our bounded writer, asyncssh's put;
+    the DMG is sent over and over, about `total_mb` MB in all (at least 4 times)."""
+    puts = max(4, -(-total_mb // max(1, bed.sc.dmg_mb)))
     bed.fleet.wipe()
     bed.fleet.start(bed.sc.hosts)
     name = bed.names[0]

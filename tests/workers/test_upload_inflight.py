@@ -87,6 +87,21 @@ async def test_one_upload_never_has_more_than_its_window_in_flight(
     assert process_budget().used == 0
 
 
+async def test_empty_and_in_memory_sources_stream_too(
+    conn: Connection, outstanding: Outstanding, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    seen: list[tuple[int, int]] = []
+    await conn.upload(empty, str(tmp_path / "r"), "empty", progress=lambda d, t: seen.append((d, t)))
+    assert (tmp_path / "r" / "empty").read_bytes() == b"" and seen == [(0, 0)]
+    data = os.urandom(3 * 1024 * KIB + 5)  # bytes (a PFX, a script) go the same bounded way
+    await conn.upload(data, str(tmp_path / "r"), "blob")
+    assert (tmp_path / "r" / "blob").read_bytes() == data
+    assert outstanding.max_request <= UploadLimits().block
+    assert outstanding.max_per_file <= UploadLimits().window
+
+
 @pytest.mark.usefixtures("limits")
 async def test_the_process_budget_holds_across_concurrent_uploads(
     target: SshTarget, pinned: HostKeyPolicy, auth: SshAuth, timeouts: Timeouts, outstanding: Outstanding,
