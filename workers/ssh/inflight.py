@@ -27,14 +27,16 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """`block`: the largest write request (the server's own limit applies when smaller; OpenSSH's
-    sftp-server allows 255 KiB, macsim 4 MiB); `window`: bytes one upload may have in flight; `budget`:
-    bytes all uploads of the process may have in flight together. block <= window <= budget."""
+    """`block`: the largest write request (the server's own limit applies when smaller: OpenSSH 9.2's
+    sftp-server advertises 261120 bytes in its limits@openssh.com reply, measured here; macsim 4 MiB);
+    `window`: bytes one upload may have in flight; `budget`: bytes all uploads of the process may have in
+    flight together. block <= window <= budget."""
 
-    # Measured (bench/deploy.py's ceiling, 50 Macs x 8 MB at concurrency 50 on macsim): 1/4/32 MiB peaked
-    # at 167 MiB RSS for 2.3-2.5 ms of controller CPU per MiB; 4/8/64 at 359-385 MiB and 2.9-3.3 ms/MiB
-    # (4 MiB requests are copied three times on their way out and fragment the heap); 0.5 MiB blocks cost
-    # more CPU (2.8); asyncssh's put 1035-1230 MiB and 3.7-4.0 ms/MiB.
+    # Measured (the bench's bare push, 50 Macs x 8 MB at concurrency 50 on macsim, loaded 2-core machine):
+    # 1/4/32 MiB peaked at 159-164 MiB RSS (76 before) for 2.7-3.2 ms of controller CPU per MiB; 4/8/64
+    # at 285-292 MiB, 3.1-3.3 ms; 4/8/32 at 193 MiB, 3.0 ms; asyncssh's put at 1063 MiB, 4.0 ms. Each
+    # request is copied on its way into the channel (String, join, the channel's bytearray), so live
+    # upload bytes are a few times the budget. 256 KiB requests: 3.1 ms/MiB against 2.7 (one stream, once).
     block: int = 1 * MIB
     window: int = 4 * MIB
     budget: int = 32 * MIB
