@@ -804,7 +804,10 @@ def main() -> int:
                         samples.append(Sample(c, ceiling, deploy))
                         print(f"  ratio {samples[-1].ratio:.2f}", flush=True)
                 rss_peak = None
-                if args.rss_concurrency:
+                if args.rss_concurrency > sc.hosts:
+                    print(f"[{sc.label}] fewer Macs than {args.rss_concurrency}: no peak RSS at that "
+                          "concurrency")
+                elif args.rss_concurrency:
                     print(f"[{sc.label}] peak RSS at concurrency {args.rss_concurrency}", flush=True)
                     rss_peak = measure(bed, "deploy", args.rss_concurrency, None)
             finally:
