@@ -196,25 +196,32 @@ async def test_a_dropped_connection_gives_the_budget_back(
     assert process_budget().used == 0  # every request's bytes came back, failed or cancelled
 
 
-async def test_byte_budget_is_first_come_first_served_and_survives_cancellation() -> None:
+async def test_byte_budget_serves_the_oldest_upload_first_and_survives_cancellation() -> None:
     budget = ByteBudget(10)
     await budget.acquire(8)
     order: list[str] = []
 
-    async def take(name: str, n: int) -> None:
-        await budget.acquire(n)
+    async def take(name: str, n: int, priority: int) -> None:
+        await budget.acquire(n, priority)
         order.append(name)
 
-    big = asyncio.ensure_future(take("big", 6))
-    small = asyncio.ensure_future(take("small", 1))
+    big = asyncio.ensure_future(take("big", 6, priority=1))
+    small = asyncio.ensure_future(take("small", 1, priority=2))
     await asyncio.sleep(0)
-    assert order == [] and budget.free == 2  # small fits, but waits behind big
+    assert order == [] and budget.free == 2  # small fits, but waits behind the older big
+    old = asyncio.ensure_future(take("old", 2, priority=0))  # an older upload comes back for more
+    await asyncio.sleep(0)
+    assert order == [] and budget.free == 2  # it queues too (no overtaking waiters), at the head
+    budget.release(1)
+    await asyncio.sleep(0)
+    assert order == ["old"] and budget.free == 1  # served before big and small, which came first
     big.cancel()
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    assert order == ["small"] and budget.free == 1  # the cancelled head no longer blocks
-    assert small.done() and big.cancelled()
-    budget.release(8)
+    assert order == ["old", "small"] and budget.free == 0  # the cancelled head no longer blocks
+    assert small.done() and big.cancelled() and old.done()
+    budget.release(7)
+    budget.release(2)
     budget.release(1)
     assert budget.free == 10 and budget.used == 0
     with pytest.raises(ValueError, match="cannot take 11 bytes"):

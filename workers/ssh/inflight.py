@@ -12,9 +12,10 @@ concurrency. The budget belongs to the running event loop (one per controller or
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
+import heapq
+import itertools
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,35 +51,37 @@ class UploadLimits:
 
 
 class ByteBudget:
-    """A semaphore counted in bytes, first come first served (a large request is not overtaken by small
-    ones forever). `acquire(n)` waits until n bytes are free; `release(n)` gives them back."""
+    """A semaphore counted in bytes that serves waiters by priority (lowest first), then arrival; the head
+    is never overtaken, so a large request is not starved by small ones. `acquire(n, priority)` waits
+    until n bytes are free; `release(n)` gives them back."""
 
     def __init__(self, limit: int) -> None:
         if limit <= 0:
             raise ValueError("a byte budget must be positive")
         self.limit = limit
         self.free = limit
-        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._waiters: list[tuple[int, int, int, asyncio.Future[None]]] = []  # heap: priority, seq, n
+        self._seq = itertools.count()
 
     @property
     def used(self) -> int:
         return self.limit - self.free
 
-    async def acquire(self, n: int) -> None:
+    async def acquire(self, n: int, priority: int = 0) -> None:
         if not 0 < n <= self.limit:
             raise ValueError(f"cannot take {n} bytes from a budget of {self.limit}")
         if not self._waiters and n <= self.free:
             self.free -= n
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((n, fut))
+        heapq.heappush(self._waiters, (priority, next(self._seq), n, fut))
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self.release(n)  # granted in the same instant it was cancelled: give it back
             else:
-                self._grant()  # a cancelled head may have blocked smaller requests behind it
+                self._grant()  # a cancelled head may have blocked requests behind it
             raise
 
     def release(self, n: int) -> None:
@@ -89,18 +92,19 @@ class ByteBudget:
 
     def _grant(self) -> None:
         while self._waiters:
-            n, fut = self._waiters[0]
+            _priority, _seq, n, fut = self._waiters[0]
             if fut.cancelled():
-                self._waiters.popleft()
+                heapq.heappop(self._waiters)
                 continue
             if n > self.free:
                 return
-            self._waiters.popleft()
+            heapq.heappop(self._waiters)
             self.free -= n
             fut.set_result(None)
 
 
 _limits = UploadLimits()
+_tickets = itertools.count()  # upload start order: their priority for the budget
 _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ByteBudget] = weakref.WeakKeyDictionary()
 
 
@@ -138,6 +142,9 @@ async def write_pipelined(
     unreadable or shorter than `size`."""
     limits = _limits
     budget = process_budget()
+    # The oldest upload gets the next free bytes: uploads then finish one after another, each Mac going on
+    # to its install while others still receive, instead of all finishing together at the end.
+    ticket = next(_tickets)
     block = min(limits.block, fh.write_len or limits.block)
     pending: set[asyncio.Task[int]] = set()
     in_flight = 0
@@ -168,7 +175,7 @@ async def write_pipelined(
                 while pending and in_flight + n > limits.window:
                     finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     reap(finished)
-                await budget.acquire(n)
+                await budget.acquire(n, ticket)
                 try:
                     data = local.read(n) if local is not None else memory[offset:offset + n]
                     if len(data) != n:
