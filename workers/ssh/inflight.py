@@ -6,7 +6,8 @@ outstanding per file, so a whole DMG sat in the controller's memory for every Ma
 per Mac at 30 MB, with the SSH layer's copies). Here each upload reads the file one block at a time and has
 at most `window` bytes written but not yet acknowledged, and all uploads of the process together at most
 `budget` bytes: peak memory no longer grows with the image size nor, past budget / window, with the
-concurrency. The budget belongs to the running event loop (one per controller or worker process).
+concurrency. The budget belongs to the running event loop (one per controller or worker process) and
+serves the oldest upload first.
 """
 
 from __future__ import annotations
