@@ -3,19 +3,42 @@
     .venv/bin/python bench/deploy.py --quick                       # 20 Macs x 2 MB, once (about a minute)
     .venv/bin/python bench/deploy.py                               # 200 x 30 MB and 1000 x 5 MB, 3 repeats
     .venv/bin/python bench/deploy.py --scenario 200x30 --repeat 3 --concurrency 25 50 100
+    .venv/bin/python bench/deploy.py --scaling 100,300,1000                # deploy only, N Macs x 5 MB
+    .venv/bin/python bench/deploy.py --transport --scenario 2x30           # one stream: OpenSSH sftp vs ours
 
 The fleet runs in OTHER processes (`python -m macsim serve`, one per CPU with the hosts split between them,
 started and stopped by PID; `--fleet-cpus`/`--controller-cpus` pin them apart where there are cores to
 spare) so the controller is measured alone: wall time of `drive()` on SQLite, per-device durations
 (median, p95), the controller's CPU seconds per device (getrusage RUSAGE_SELF: event loop, recorder
-thread, worker threads), exec round trips per device, peak RSS (VmHWM, reset before each phase through
-/proc/self/clear_refs), the fleet's CPU seconds, and the CPU ratio (the deploy's controller + fleet CPU
-over the ceiling's: with every core busy, the floor of the wall-time ratio). `--profile` and
-`--fleet-profile` cProfile both sides.
+thread, worker threads), exec round trips per device, peak RSS (VmHWM), the fleet's CPU seconds, and the
+CPU ratio (the deploy's controller + fleet CPU over the ceiling's: with every core busy, the floor of the
+wall-time ratio). `--profile` and `--fleet-profile` cProfile both sides. Each phase runs in a forked child
+process of its own, so its peak RSS is its own (a process's peak never falls, and memory a phase freed is
+not handed back: a 5 MB scenario after a 30 MB one in one process reported the 30 MB peak); the child
+starts from the bench's memory (database, PFXs), which is in every figure. After the repeats, one more
+deploy at `--rss-concurrency` (default 200) gives the table's "peak RSS at c=200" (issue 13: <= 512 MiB at
+concurrency 50, <= 1 GiB at 200, for any DMG size). Uploads keep to `[ssh] upload_block_size`,
+`upload_window` and `upload_budget` (`--upload-block/--upload-window/--upload-budget` in MiB override them).
+
+The transport's own number: before the repeats, one Mac of a fresh fleet receives the DMG over and over
+(about 256 MB, at least 4 times) over one connection from each of three clients, each alone: a single
+OpenSSH `sftp` client (C; batch mode, the deploy's cipher, the time of a one-put session subtracted so
+connect and login do not count), our bounded writer (what the deploy and the ceiling use), and asyncssh's
+`put` with its defaults; MiB/s and client CPU per MiB each. The server is macsim's SFTP over SSH on
+127.0.0.1, the same server the bare push writes to,
+so "ceiling MiB/s" (every Mac's bytes over the ceiling's wall time) and "one OpenSSH sftp MiB/s" sit side
+by side in the table. (A real sshd would measure OpenSSH against OpenSSH, not the server the deploy pays;
+on these 2 shared cores macsim's Python SFTP server is part of the limit.) `--transport` prints only
+these.
+
+`--scaling 100,300,1000`: deploys only (no ceiling), to N Macs x 5 MB each at the first `--concurrency`,
+`--repeat` times (default 3): deploy wall, controller CPU per Mac and peak RSS per fleet size, to show the
+per-Mac cost stays flat as the fleet grows.
 
 The ceiling is measured in the same run on the same fleet spec (same ports, host keys, concurrency): a bare
-asyncssh SFTP push of the same DMG bytes to every Mac, one connection per Mac (connect + put + close), with
-the cipher the deploy prefers (aes128-gcm; asyncssh's default ChaCha20 would make the ceiling slower).
+asyncssh SFTP push of the same DMG bytes to every Mac, one connection per Mac (connect + write + close),
+with the cipher the deploy prefers (aes128-gcm; asyncssh's default ChaCha20 would make the ceiling slower)
+and the deploy's bound on bytes in flight (`workers.ssh.inflight.write_pipelined`), so the ratio is fair.
 Each phase (ceiling, deploy) starts the fleet fresh — every Mac's file system is removed before the phase,
 the host keys are kept — so both pay the same first-touch cost on the Mac side; what the fleet received is
 removed after each phase. Free disk is checked first; a scenario that does not fit is scaled down with a
@@ -50,8 +73,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +103,9 @@ from orchestrator.state.db import create_db_engine, init_schema
 from orchestrator.state.models import CaCertificate, Device, DeviceJob, Run, StepRun
 from tasks.install.params import DmgRef
 from workers.local import drive
+from workers.runner.job import upload_limits_of
 from workers.ssh.connect import ENCRYPTION_ALGS
+from workers.ssh.inflight import set_upload_limits, write_pipelined
 
 VERSION = "8.0.2.5"
 SWITCH = "tachyon.lab.test:4000"
@@ -117,6 +143,7 @@ class Phase:
     stage_copy: list[float] = field(default_factory=list)
     bare_exec: list[float] = field(default_factory=list)
     sized_copy: list[float] = field(default_factory=list)  # `cp -p` of a file the DMG's size (1E's pkg)
+    start_rss: int = 0  # bytes, VmRSS when the phase began (its process's baseline: the bed)
 
 
 @dataclass
@@ -366,7 +393,7 @@ class Bed:
             return run.id
 
 
-def build_bed(sc: Scenario, base: Path) -> Bed:
+def build_bed(sc: Scenario, base: Path, upload: dict[str, int] | None = None) -> Bed:
     t0 = time.perf_counter()
     names = [f"bench-{i:04d}" for i in range(sc.hosts)]
     ports = dict(zip(names, free_ports(sc.hosts), strict=True))
@@ -393,7 +420,8 @@ def build_bed(sc: Scenario, base: Path) -> Bed:
         data_dir=base / "data",
         database_url=str(engine.url),
         secret_key=Fernet.generate_key().decode(),
-        ssh=SshSettings(known_hosts=known, command_timeout=120.0, concurrency=50),
+        ssh=SshSettings.model_validate({"known_hosts": known, "command_timeout": 120.0, "concurrency": 50,
+                                        **(upload or {})}),
     )
     inv = {
         "groups": [{"name": "bench"}],
@@ -417,12 +445,15 @@ def build_bed(sc: Scenario, base: Path) -> Bed:
 
 
 async def ceiling_push(bed: Bed, concurrency: int) -> tuple[list[float], list[str]]:
-    """Connect, SFTP put the DMG, close — for every Mac, `concurrency` at once."""
+    """Connect, SFTP write the DMG, close — for every Mac, `concurrency` at once, with the deploy's upload
+    limits (window per upload, budget for the process: `[ssh] upload_*`) so the ratio stays fair."""
     key = asyncssh.read_private_key(str(bed.client_key))
     known = asyncssh.import_known_hosts(Path(bed.settings.ssh.known_hosts or "").read_text())
     sem = asyncio.Semaphore(concurrency)
     durations: list[float] = []
     failed: list[str] = []
+    size = bed.dmg.stat().st_size
+    set_upload_limits(upload_limits_of(bed.settings))
 
     async def one(name: str) -> None:
         async with sem:
@@ -432,8 +463,9 @@ async def ceiling_push(bed: Bed, concurrency: int) -> tuple[list[float], list[st
                                               known_hosts=known, client_keys=[key],
                                               encryption_algs=ENCRYPTION_ALGS)
                 try:
-                    async with conn.start_sftp_client() as sftp:
-                        await sftp.put(str(bed.dmg), f"{CEILING_DIR}/{bed.dmg.name}")
+                    async with conn.start_sftp_client() as sftp, \
+                            sftp.open(f"{CEILING_DIR}/{bed.dmg.name}", "wb") as fh:
+                        await write_pipelined(fh, bed.dmg, size)  # the deploy's bound on bytes in flight
                 finally:
                     conn.close()
                     await conn.wait_closed()
@@ -494,7 +526,125 @@ async def stage_copy_cost(
     return copies, bare, sized, failed
 
 
+def in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`work()` in a forked child process, its JSON-able result returned: a phase's peak RSS is then its
+    own (a process's peak never falls, and memory an earlier phase freed is not handed back to the
+    system). The child starts with this process's memory (the bed), so its peak includes that baseline."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_fd)
+        code = 0
+        try:
+            payload = json.dumps({"ok": work()})
+        except BaseException as e:  # everything goes back to the parent
+            traceback.print_exc()
+            payload, code = json.dumps({"error": f"{type(e).__name__}: {e}"}), 1
+        with os.fdopen(write_fd, "w") as out:
+            out.write(payload)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as inp:
+        text = inp.read()
+    os.waitpid(pid, 0)
+    data = json.loads(text or '{"error": "the child process died without a result"}')
+    if "error" in data:
+        raise RuntimeError(f"phase failed in its own process: {data['error']}")
+    return dict(data["ok"])
+
+
+@dataclass
+class Stream:
+    """One client sending the DMG over one connection, `puts` times: MiB/s and client CPU per MiB."""
+
+    client: str
+    mib_s: float
+    cpu_ms_per_mib: float
+
+
+def openssh_sftp_stream(bed: Bed, name: str, puts: int) -> Stream:
+    """A single OpenSSH `sftp` client (C) putting the DMG `puts` times in one session to the Mac `name` with
+    the deploy's cipher; the time of a one-put session is subtracted, so connect and login do not count."""
+    batch = bed.base / "sftp.batch"
+    cmd = ["sftp", "-q", "-F", "/dev/null", "-b", str(batch), "-P", str(bed.ports[name]),
+           "-i", str(bed.client_key),
+           "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+           "-o", f"UserKnownHostsFile={bed.settings.ssh.known_hosts}", "-c", ENCRYPTION_ALGS[0],
+           "admin@127.0.0.1"]
+    times: list[float] = []
+    cpus: list[float] = []
+    for n in (1, 1 + puts):
+        batch.write_text("".join(f'put "{bed.dmg}" "{CEILING_DIR}/{bed.dmg.name}"\n' for _ in range(n)))
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+        times.append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+    mib = puts * bed.dmg.stat().st_size / 2**20
+    if times[1] <= times[0]:  # the puts took less than the noise of a session's start
+        return Stream("OpenSSH sftp", float("nan"), float("nan"))
+    return Stream("OpenSSH sftp", mib / (times[1] - times[0]), (cpus[1] - cpus[0]) * 1000 / mib)
+
+
+async def asyncssh_stream(bed: Bed, name: str, puts: int, how: str) -> Stream:
+    """Our client on one connection: `bounded` writes as the deploy does (`write_pipelined`), `put` with
+    asyncssh's own defaults (the server's block size, up to 128 requests: the whole file in flight)."""
+    set_upload_limits(upload_limits_of(bed.settings))
+    key = asyncssh.read_private_key(str(bed.client_key))
+    known = asyncssh.import_known_hosts(Path(bed.settings.ssh.known_hosts or "").read_text())
+    size = bed.dmg.stat().st_size
+    target = f"{CEILING_DIR}/{bed.dmg.name}"
+    async with asyncssh.connect("127.0.0.1", bed.ports[name], username="admin", known_hosts=known,
+                                client_keys=[key], encryption_algs=ENCRYPTION_ALGS) as conn, \
+            conn.start_sftp_client() as sftp:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(puts):
+            if how == "put":
+                await sftp.put(str(bed.dmg), target)
+            else:
+                async with sftp.open(target, "wb") as fh:
+                    await write_pipelined(fh, bed.dmg, size)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    mib = puts * size / 2**20
+    label = "asyncssh put (defaults)" if how == "put" else "bounded writer (deploy, ceiling)"
+    return Stream(label, mib / wall, cpu * 1000 / mib)
+
+
+def transport_streams(bed: Bed, total_mb: int = 256) -> list[Stream]:
+    """Single-stream MiB/s against the first Mac of a fresh fleet, same cipher, each client in its own
+    process: OpenSSH's sftp (the transport's limit with this server), our bounded writer, asyncssh's put;
+    the DMG is sent over and over, about `total_mb` MB in all (at least 4 times)."""
+    puts = max(4, -(-total_mb // max(1, bed.sc.dmg_mb)))
+    bed.fleet.wipe()
+    bed.fleet.start(bed.sc.hosts)
+    name = bed.names[0]
+    try:
+        streams = [openssh_sftp_stream(bed, name, puts)]
+        for how in ("bounded", "put"):
+            def one(how: str = how) -> dict[str, Any]:
+                return asdict(asyncio.run(asyncssh_stream(bed, name, puts, how)))
+            streams.append(Stream(**in_child(one)))
+    finally:
+        bed.fleet.stop()
+        bed.fleet.wipe()
+    for st in streams:
+        print(f"  one stream: {st.client:<34} {st.mib_s:7.1f} MiB/s  "
+              f"client CPU {st.cpu_ms_per_mib:6.2f} ms/MiB", flush=True)
+    return streams
+
+
 def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phase:
+    """`measure_here` in a child process of its own (see `in_child`)."""
+    bed.engine.dispose()  # no SQLite connection is shared with the child
+    return Phase(**in_child(lambda: asdict(measure_here(bed, kind, concurrency, profile))))
+
+
+def measure_here(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phase:
     """One phase on a freshly started fleet whose Macs hold nothing; the fleet is stopped and wiped after."""
     bed.fleet.wipe()
     bed.fleet.start(bed.sc.hosts)
@@ -502,6 +652,7 @@ def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phas
     try:
         fleet0 = bed.fleet.cpu()
         reset_peak_rss()
+        start_rss = _status("VmRSS")
         prof = cProfile.Profile() if profile is not None else None
         cpu0, t0 = cpu_self(), time.perf_counter()
         if prof is not None:
@@ -538,7 +689,8 @@ def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phas
     load = os.getloadavg()[0]
     print(f"  {kind:<7} c={concurrency:<4} wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
           f"fleet cpu {fleet_cpu:7.2f} s  "
-          f"peak RSS {peak / 2**20:6.1f} MiB  load {load:.1f}  fleet held {received / 1e6:.0f} MB "
+          f"peak RSS {peak / 2**20:6.1f} MiB (from {start_rss / 2**20:.0f})  "
+          f"load {load:.1f}  fleet held {received / 1e6:.0f} MB "
           f"(removed {removed / 1e6:.0f} MB)" + (f"  FAILED {len(failed)}: {failed[:3]}" if failed else ""),
           flush=True)
     if steps:
@@ -547,7 +699,7 @@ def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phas
         print(f"          install.sh stage copy: cp -p exec median {med(copies) * 1000:.1f} ms "
               f"(p95 {pct(copies, 0.95) * 1000:.1f}), bare exec {med(bare) * 1000:.1f} ms, "
               f"cp -p of a DMG-sized file {med(sized) * 1000:.1f} ms (p95 {pct(sized, 0.95) * 1000:.1f})")
-    return Phase(wall, cpu, fleet_cpu, peak, durations, trips, failed, steps, copies, bare, sized)
+    return Phase(wall, cpu, fleet_cpu, peak, durations, trips, failed, steps, copies, bare, sized, start_rss)
 
 
 def stage_copy_bytes(dmg: Path) -> int:
@@ -575,7 +727,8 @@ def med(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def report(label: str, samples: list[Sample], hosts: int) -> list[str]:
+def report(label: str, samples: list[Sample], hosts: int, mb: int = 0, sftp_mib_s: float = float("nan"),
+           rss_peak: Phase | None = None) -> list[str]:
     rows = []
     by_c: dict[int, list[Sample]] = {}
     for s in samples:
@@ -601,16 +754,32 @@ def report(label: str, samples: list[Sample], hosts: int) -> list[str]:
             f"| {(med([med(p.stage_copy) - med(p.bare_exec) for p in ceil])) * 1000:.1f} "
             f"| {(med([med(p.sized_copy) - med(p.bare_exec) for p in ceil])) * 1000:.1f} "
             f"| {sum(len(p.failed) for p in d + ceil)} |"
+            # the bare push's rate (every Mac's bytes over its wall time) beside one OpenSSH sftp client's
+            f" {mb * MB * hosts / 2**20 / cwall:.1f} | {sftp_mib_s:.1f} "
+            f"| {rss_peak.peak_rss / 2**20 if rss_peak else float('nan'):.0f} |"
         )
     return rows
+
+
+SCALING_HEADER = [
+    "| Macs x MB | conc | n | deploy wall s | ctl CPU ms/Mac | peak RSS MiB | failures |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def scaling_row(sc: Scenario, concurrency: int, phases: list[Phase]) -> str:
+    return (f"| {sc.hosts} x {sc.dmg_mb} | {concurrency} | {len(phases)} "
+            f"| {med([p.wall for p in phases]):.2f} "
+            f"| {med([p.cpu / sc.hosts * 1000 for p in phases]):.1f} "
+            f"| {max(p.peak_rss for p in phases) / 2**20:.0f} | {sum(len(p.failed) for p in phases)} |")
 
 
 HEADER = [
     "| scenario | conc | n | deploy wall s | ceiling wall s | ratio | CPU ratio | dev median s | dev p95 s "
     "| ctl CPU ms/dev | ceiling ctl CPU ms/dev | fleet CPU ms/dev | ceiling fleet CPU ms/dev "
     "| exec RT med/max | peak RSS MiB | ceiling peak RSS MiB | stage copy ms/dev | DMG-sized copy ms/dev "
-    "| failures |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| failures | ceiling MiB/s | one OpenSSH sftp MiB/s | peak RSS MiB at c=RSS_C |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -634,9 +803,25 @@ def main() -> int:
                     help="run each macsim process of the deploy phases under cProfile, writing into this dir")
     ap.add_argument("--workdir", type=Path, default=None, help="where fleet state goes (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="write every sample here")
+    ap.add_argument("--rss-concurrency", type=int, default=200, metavar="C",
+                    help="one more deploy per scenario at this concurrency for its peak RSS (0: none)")
+    ap.add_argument("--scaling", type=lambda t: [int(x) for x in t.split(",")], default=None,
+                    metavar="N,N,..",
+                    help="the scaling table instead: deploys only, to N Macs x 5 MB each (e.g. 100,300,1000)")
+    ap.add_argument("--transport", action="store_true",
+                    help="only the single-stream figures per scenario (OpenSSH sftp, bounded writer, "
+                         "asyncssh put)")
+    ap.add_argument("--upload-block", type=float, default=None, metavar="MiB", help="[ssh] upload_block_size")
+    ap.add_argument("--upload-window", type=float, default=None, metavar="MiB", help="[ssh] upload_window")
+    ap.add_argument("--upload-budget", type=float, default=None, metavar="MiB", help="[ssh] upload_budget")
     args = ap.parse_args()
+    upload = {k: int(v * 2**20) for k, v in (("upload_block_size", args.upload_block),
+                                               ("upload_window", args.upload_window),
+                                               ("upload_budget", args.upload_budget)) if v is not None}
     if args.quick:
         scenarios = [Scenario(20, 2)]
+    elif args.scaling:
+        scenarios = [Scenario(n, 5) for n in args.scaling]
     else:
         specs = args.scenario or ["200x30", "1000x5"]
         scenarios = [Scenario(int(h), int(m)) for h, m in (s.lower().rstrip("mb").split("x") for s in specs)]
@@ -655,16 +840,39 @@ def main() -> int:
           f"processes on {sorted(args.fleet_cpus or mine)}), work dir {root}")
     table = [*HEADER]
     copy_bytes: list[str] = []
+    table[0] = table[0].replace("RSS_C", str(args.rss_concurrency))
+    scaling: list[str] = []
     dump: list[dict[str, Any]] = []
     try:
         for sc0 in scenarios:
             sc = fit_to_disk(sc0, root)
             base = root / sc.label
             base.mkdir(parents=True, exist_ok=True)
-            bed = build_bed(sc, base)
+            bed = build_bed(sc, base, upload)
             bed.fleet.count = fleet_procs
             bed.fleet.cpus = args.fleet_cpus
             samples: list[Sample] = []
+            if args.transport or args.scaling:
+                try:
+                    if args.transport:
+                        transport_streams(bed)
+                    else:
+                        c = args.concurrency[0]
+                        phases = []
+                        for r in range(repeat):
+                            print(f"[{sc.label}] scaling, repeat {r + 1}/{repeat}, concurrency {c}",
+                                  flush=True)
+                            phases.append(measure(bed, "deploy", c, None))
+                        scaling.append(scaling_row(sc, c, phases))
+                        dump += [{"scenario": sc.label, "concurrency": c, "deploy": p.__dict__}
+                                 for p in phases]
+                        print("\n".join([*SCALING_HEADER, *scaling]), flush=True)
+                finally:
+                    bed.fleet.stop()
+                    bed.engine.dispose()
+                    shutil.rmtree(base, ignore_errors=True)
+                continue
+            sftp_rate = transport_streams(bed)[0].mib_s
             try:
                 for r in range(repeat):
                     for c in args.concurrency:
@@ -678,10 +886,17 @@ def main() -> int:
                         bed.fleet.profile_dir = None
                         samples.append(Sample(c, ceiling, deploy))
                         print(f"  ratio {samples[-1].ratio:.2f}", flush=True)
+                rss_peak = None
+                if args.rss_concurrency > sc.hosts:
+                    print(f"[{sc.label}] fewer Macs than {args.rss_concurrency}: no peak RSS at that "
+                          "concurrency")
+                elif args.rss_concurrency:
+                    print(f"[{sc.label}] peak RSS at concurrency {args.rss_concurrency}", flush=True)
+                    rss_peak = measure(bed, "deploy", args.rss_concurrency, None)
             finally:
                 bed.fleet.stop()
                 bed.engine.dispose()
-            table += report(sc.label, samples, sc.hosts)
+            table += report(sc.label, samples, sc.hosts, sc.dmg_mb, sftp_rate, rss_peak)
             copy_bytes.append(f"{sc.label}: {stage_copy_bytes(bed.dmg) / 1e6:.2f} MB")
             dump += [{"scenario": sc.label, "concurrency": s.concurrency, "ratio": s.ratio,
                       "cpu_ratio": s.cpu_ratio, "ceiling": s.ceiling.__dict__, "deploy": s.deploy.__dict__}
@@ -694,6 +909,11 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(dump, indent=1))
     print()
+    if args.scaling:
+        print("\n".join([*SCALING_HEADER, *scaling]))
+        return 0
+    if args.transport:
+        return 0
     print("\n".join(table))
     print(f"targets: deploy/ceiling <= {RATIO_TARGET}; exec round trips <= {ROUND_TRIP_TARGET} per device. "
           "CPU ms/dev = controller CPU seconds / devices; fleet CPU = the macsim processes; "

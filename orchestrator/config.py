@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -136,6 +136,20 @@ class SshSettings(_Section):
     """Login user when the inventory gives none."""
     client_keys: list[Path] = Field(default_factory=list)
     """Private key files to offer (in addition to the agent)."""
+    upload_block_size: int = Field(default=1024 * 1024, ge=16 * 1024)
+    """Largest SFTP write request, bytes (the Mac's own limit applies when smaller: 255 KiB on OpenSSH)."""
+    upload_window: int = Field(default=4 * 1024 * 1024, ge=16 * 1024)
+    """Bytes one upload may have sent but not yet acknowledged by the Mac (at least one block)."""
+    upload_budget: int = Field(default=32 * 1024 * 1024, ge=16 * 1024)
+    """Bytes all uploads of one controller or worker process may have in flight together (at least one
+    window): bounds the controller's memory for any DMG size and concurrency."""
+
+    @model_validator(mode="after")
+    def _upload_limits_nest(self) -> SshSettings:
+        if not self.upload_block_size <= self.upload_window <= self.upload_budget:
+            raise ValueError("ssh: upload_block_size <= upload_window <= upload_budget must hold "
+                             f"(got {self.upload_block_size}, {self.upload_window}, {self.upload_budget})")
+        return self
 
     # asyncssh opens these files itself: a FIFO or a /dev/zero symlink there would hang `deploy` mid-run.
     @field_validator("known_hosts")

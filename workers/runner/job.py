@@ -43,6 +43,7 @@ from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSet
 from workers.runner.inputs import CA_ADDED, INSTALL_KINDS, InputError, RunInputs, device_work
 from workers.runner.recorder import Recorder
 from workers.ssh import Timeouts, parse_public_key
+from workers.ssh.inflight import UploadLimits, set_upload_limits
 
 LEASE_TTL = 60.0
 
@@ -60,6 +61,11 @@ def timeouts_of(settings: Settings) -> Timeouts:
         keepalive_interval=s.keepalive_interval,
         keepalive_count_max=s.keepalive_count_max,
     )
+
+
+def upload_limits_of(settings: Settings) -> UploadLimits:
+    s = settings.ssh
+    return UploadLimits(block=s.upload_block_size, window=s.upload_window, budget=s.upload_budget)
 
 
 def pin_host_key(engine: Engine) -> Callable[[Device, str, str], None]:
@@ -93,6 +99,7 @@ class JobExecutor:
         self.on_event = on_event or (lambda _e: None)
         self.stop = stop
         self.held: dict[str, str] = {}  # job id -> device id
+        set_upload_limits(upload_limits_of(settings))  # the process's upload memory bound ([ssh])
 
     @cache  # noqa: B019  (one driver per run; the box is made once, on first need)
     def box(self) -> SecretBox:

@@ -4,9 +4,10 @@ Order of operations (each a promise the callers rely on):
 1. `remote_dir` exists as a real directory (not a symlink) with mode 0700 (created over SFTP if missing).
 2. If `remote_dir/name` already holds the same SHA-256 (e.g. a DMG left by an earlier run), nothing is sent:
    `skipped=True`.
-3. Otherwise the bytes go to `.NAME.part-RANDOM` created 0600, asyncssh's default SFTP block size and
-   parallel requests (measured fastest), then `shasum -a 256` runs on the Mac; a different hash removes
-   the temporary file and raises UploadError.
+3. Otherwise the bytes go to `.NAME.part-RANDOM` created 0600, streamed from the file as parallel SFTP
+   writes with at most the upload window in flight, and no more than the process budget over all
+   uploads (`workers.ssh.inflight`: memory stays bounded for any file size and concurrency); then
+   `shasum -a 256` runs on the Mac; a different hash removes the temporary file and raises UploadError.
 4. The mode is set and the file is renamed over the final name with posix-rename (atomic). So a dropped
    connection leaves at most a `.part-` file, never a partial file under the final name; the next attempt
    removes stale `.part-` files of the same name first.
@@ -28,6 +29,7 @@ import asyncssh
 
 from workers.ssh.errors import ConnectionLost, TransportError, Unreachable, UploadError
 from workers.ssh.filecache import FileVersionCache
+from workers.ssh.inflight import write_pipelined
 
 if TYPE_CHECKING:
     from workers.ssh.connect import Connection
@@ -157,25 +159,11 @@ async def _remove_stale_parts(sftp: asyncssh.SFTPClient, remote_dir: str, names:
 async def _send(
     sftp: asyncssh.SFTPClient, source: Path | bytes, tmp: str, size: int, progress: ProgressCallback | None
 ) -> None:
-    # Create the temporary file 0600 first: put() then truncates and fills it, keeping the mode, so the
-    # content is never readable by others even for a moment.
+    # Created 0600 and written through the same handle, so the content is never readable by others even
+    # for a moment; streamed a block at a time within the upload window and the process budget
+    # (workers.ssh.inflight), so memory does not grow with the file's size or the number of Macs.
     async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as fh:
-        if isinstance(source, bytes):
-            await fh.write(source, 0)  # asyncssh splits large writes into parallel requests itself
-    if isinstance(source, bytes):
-        if progress:
-            progress(size, size)
-        return
-    handler = None
-    if progress is not None:
-        callback = progress
-
-        def handler(_src: bytes, _dst: bytes, done: int, total: int) -> None:
-            callback(done, total)
-
-    # asyncssh's default request size: the server's advertised limit (about 256 KiB on OpenSSH, measured
-    # fastest). Capping it at 256 KiB against macsim (4 MiB) made the 200 x 30 MB deploy 1.6x slower.
-    await sftp.put(str(source), tmp, progress_handler=handler)
+        await write_pipelined(fh, source, size, progress)
 
 
 async def upload(
