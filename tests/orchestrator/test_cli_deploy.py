@@ -129,25 +129,15 @@ E2E_HOSTS = [
 async def test_deploy_end_to_end_dry_run_json_table_and_resume(
     tmp_path: Path, engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
-    import asyncio
 
     from orchestrator.planning import DeployRequest, plan_install_run
     from orchestrator.state.models import Device
+    from tests.orchestrator.cli_support import cli_env, run
     from tests.workers.lab import SWITCH, VERSION, lab
 
     async with lab(tmp_path / "lab", engine, E2E_HOSTS, pfx_for={"mac-wrong": "wrong-case"}) as L:
         st = L.settings
-        for var, value in {
-            "DATABASE_URL": engine.url.render_as_string(hide_password=False), "DATA_DIR": str(st.data_dir),
-            "SECRET_KEY": str(st.secret_key), "SSH__KNOWN_HOSTS": str(st.ssh.known_hosts),
-            "DEPLOY__SWITCH": SWITCH, "DEPLOY__BACKGROUND_URL": URL, "DEPLOY__VERIFY_TIMEOUT": "20",
-        }.items():  # fmt: skip
-            monkeypatch.setenv(f"ORCHESTRATE_{var}", value)
-        cli._register()
-
-        async def run(*args: str):  # type: ignore[no-untyped-def]
-            # a worker thread: the simulated Macs are served by this test's event loop
-            return await asyncio.to_thread(CliRunner().invoke, cli.app, list(args))
+        cli_env(L, engine, monkeypatch)
 
         before = L.marks()
         r = await run("deploy", "--group", "lab", "--dry-run", "--json")

@@ -5,7 +5,6 @@ keep nothing of the Mac's names, serial number, hardware UUID, user or certifica
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -14,16 +13,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner, Result
 
-import orchestrator.cli as cli
 from tasks.probes import PARSERS, fact_probes, fixture_name
+from tests.orchestrator.cli_support import cli_env, run
 from tests.tasks.real_fixtures import check_fixture, fixture_files
-from tests.workers.lab import SWITCH, VERSION, Lab, lab
+from tests.workers.lab import VERSION, Lab, lab
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
-URL = "https://tachyon.lab.test:443/Background/"
 HOSTS: list[dict[str, Any]] = [
     {
         "name": "cap-mac",
@@ -39,20 +36,6 @@ HOSTS: list[dict[str, Any]] = [
 ]
 
 
-def _env(L: Lab, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    st = L.settings
-    for var, value in {
-        "DATABASE_URL": engine.url.render_as_string(hide_password=False), "DATA_DIR": str(st.data_dir),
-        "SECRET_KEY": str(st.secret_key), "SSH__KNOWN_HOSTS": str(st.ssh.known_hosts),
-        "DEPLOY__SWITCH": SWITCH, "DEPLOY__BACKGROUND_URL": URL, "DEPLOY__VERIFY_TIMEOUT": "20",
-    }.items():  # fmt: skip
-        monkeypatch.setenv(f"ORCHESTRATE_{var}", value)
-    cli._register()
-
-
-async def run(*args: str) -> Result:
-    # a worker thread: the simulated Mac is served by this test's event loop
-    return await asyncio.to_thread(CliRunner().invoke, cli.app, list(args))
 
 
 def _hashes(L: Lab) -> set[str]:
@@ -74,7 +57,7 @@ async def test_facts_and_capture(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, HOSTS) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         r = await run("deploy", "--group", "lab", "--version", VERSION)
         assert r.exit_code == 0, r.output
         spec = L.fleet.hosts["cap-mac"].spec

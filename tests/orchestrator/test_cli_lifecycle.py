@@ -4,7 +4,6 @@ logs, uninstall (no receipt, file, job or identity left; only the CAs our runs a
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -12,17 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from typer.testing import CliRunner, Result
 
-import orchestrator.cli as cli
 from macsim.artifacts.dmg import write_dmg
 from orchestrator.cli import context
 from orchestrator.state.models import DeviceJob, Run
+from tests.orchestrator.cli_support import cli_env, last_log, run
 from tests.workers.lab import SWITCH, VERSION, Lab, lab
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
-URL = "https://tachyon.lab.test:443/Background/"
 NEW = "8.1.0.7"
 HOSTS: list[dict[str, Any]] = [
     {"name": "mac-intel", "arch": "x86_64"},
@@ -32,35 +29,18 @@ CONF = "/Library/Application Support/1E/Client/1E.Client.conf"
 RECEIPT = "/private/var/db/receipts/com.1e.pkg.1E.Client.plist"
 
 
-def _env(L: Lab, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    st = L.settings
-    for var, value in {
-        "DATABASE_URL": engine.url.render_as_string(hide_password=False), "DATA_DIR": str(st.data_dir),
-        "SECRET_KEY": str(st.secret_key), "SSH__KNOWN_HOSTS": str(st.ssh.known_hosts),
-        "DEPLOY__SWITCH": SWITCH, "DEPLOY__BACKGROUND_URL": URL, "DEPLOY__VERIFY_TIMEOUT": "20",
-    }.items():  # fmt: skip
-        monkeypatch.setenv(f"ORCHESTRATE_{var}", value)
-    cli._register()
-
-
-async def run(*args: str) -> Result:
-    # a worker thread: the simulated Macs are served by this test's event loop
-    return await asyncio.to_thread(CliRunner().invoke, cli.app, list(args))
 
 
 def conf(L: Lab, name: str) -> str:
     return L.fleet.hosts[name].mac.fs.read_text(CONF)
 
 
-def last_log(L: Lab, name: str) -> str:
-    return L.fleet.hosts[name].mac.fs.read_text("/Library/Logs/1E.Client.log").strip().splitlines()[-1]
-
 
 async def test_lifecycle_through_the_cli(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, HOSTS) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         r = await run("deploy", "--group", "lab", "--version", VERSION)
         assert r.exit_code == 0, r.output
 
@@ -124,7 +104,7 @@ async def test_failed_upgrade_rolls_back_and_retry_failed_reruns_only_those(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, HOSTS) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         assert (await run("deploy", "--group", "lab", "--version", VERSION)).exit_code == 0
         assert (await run("artifact", "add", str(write_dmg(L.base / "artifacts", NEW)))).exit_code == 0
         L.fleet.set_faults("mac-intel", fail_tools={"hdiutil": 1})  # its upgrade cannot mount the DMG
@@ -166,7 +146,7 @@ async def test_upgrade_of_20_halts_at_the_threshold_then_resume_finishes(
     ]
     broken = ["mac-03", "mac-04", "mac-12"]  # mac-03/04 in wave 2 (devices 2-5), mac-12 in wave 3
     async with lab(tmp_path / "lab", engine, hosts) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         assert (await run("deploy", "--group", "lab", "--version", VERSION)).exit_code == 0
         assert (await run("artifact", "add", str(write_dmg(L.base / "artifacts", NEW)))).exit_code == 0
         for name in broken:

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
-from tests.orchestrator.test_cli_lifecycle import _env, run
+from tests.orchestrator.cli_support import cli_env, run
 from tests.workers.lab import lab
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -24,7 +24,7 @@ async def test_refused_trust_exits_4_then_converge_finishes(
 ) -> None:
     hosts = [{"name": "mac-ok"}, {"name": "mac-mdm", "faults": {"trust_refused": True}}]
     async with lab(tmp_path / "lab", engine, hosts) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         r = await run("deploy", "--group", "lab")
         assert r.exit_code == 4, r.output
         assert "awaiting CA trust" in r.output and "orchestrate certs profile" in r.output
@@ -51,7 +51,7 @@ async def test_trust_flag_is_checked_and_skip_never_touches_trust(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, [{"name": "mac-ok"}]) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         r = await run("deploy", "--group", "lab", "--trust", "sometimes")
         assert r.exit_code == 2 and "ssh, profile, skip" in r.output, r.output
         monkeypatch.setenv("ORCHESTRATE_TRUST__MODE", "profile")  # the setting; a flag wins over it
@@ -64,7 +64,7 @@ async def test_uninstall_refused_trust_removal_leaves_the_ca_whole(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, [{"name": "mac-1"}]) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         assert (await run("deploy", "--group", "lab")).exit_code == 0
         mac = L.fleet.hosts["mac-1"].mac
         before = sorted(c.sha1 for c in mac.keychain.certs)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 import orchestrator.cli as cli
 from macsim.artifacts.dmg import write_dmg
 from orchestrator.state.models import DeviceJob, Run
-from tests.orchestrator.test_cli_lifecycle import _env, run
+from tests.orchestrator.cli_support import cli_env, run
 from tests.workers.lab import VERSION, Lab, lab
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -47,7 +47,7 @@ async def test_confirm_pause_retry_unreachable_and_uninstall_from_a_dmg(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, HOSTS) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         assert (await run("deploy", "--group", "lab", "--version", VERSION)).exit_code == 0
         for v in (NEW, NEWER):
             assert (await run("artifact", "add", str(write_dmg(L.base / "artifacts", v)))).exit_code == 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.orchestrator.test_cli_lifecycle import _env, run
+from tests.orchestrator.cli_support import cli_env, run
 from tests.workers.lab import VERSION, lab
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -31,7 +31,7 @@ async def test_a_mac_with_room_enough_is_accepted_one_without_is_refused(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, HOSTS, dmg_size=DMG) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         roomy = L.fleet.hosts["mac-roomy"].mac.free_bytes()
         assert NEEDED_MIB * MIB <= roomy < 2 * NEEDED_MIB * MIB  # room for one count, not for two
         r = await run("deploy", "--group", "lab", "--version", VERSION, "--json")

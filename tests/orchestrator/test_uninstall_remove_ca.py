@@ -12,7 +12,7 @@ from cryptography.x509 import load_pem_x509_certificate
 from sqlalchemy.engine import Engine
 
 from macsim.keychain import cert_der, cert_sha1
-from tests.orchestrator.test_cli_lifecycle import _env, run
+from tests.orchestrator.cli_support import cli_env, run
 from tests.workers.lab import VERSION, lab
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -24,7 +24,7 @@ async def test_remove_ca_removes_only_the_cas_our_runs_added_on_each_mac(
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, HOSTS) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         lab_ca = load_pem_x509_certificate(L.certs.lab_ca.pem.read_bytes())
         switch_ca = load_pem_x509_certificate(L.certs.switch_ca.pem.read_bytes())
         lab_sha1, switch_sha1 = (cert_sha1(cert_der(c)).upper() for c in (lab_ca, switch_ca))

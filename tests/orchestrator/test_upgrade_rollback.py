@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from macsim.artifacts.dmg import write_dmg
 from macsim.client1e.daemon import binary_info
 from macsim.client1e.receipts import read_receipt
-from tests.orchestrator.test_cli_lifecycle import _env, last_log, run
+from tests.orchestrator.cli_support import cli_env, last_log, run
 from tests.workers.lab import SWITCH, VERSION, lab
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -31,7 +31,7 @@ async def test_upgrade_that_fails_verification_rolls_back_to_the_previous_versio
     tmp_path: Path, engine: Engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with lab(tmp_path / "lab", engine, HOSTS) as L:
-        _env(L, engine, monkeypatch)
+        cli_env(L, engine, monkeypatch)
         assert (await run("deploy", "--group", "lab", "--version", VERSION)).exit_code == 0
         assert (await run("artifact", "add", str(write_dmg(L.base / "artifacts", NEW)))).exit_code == 0
         L.fleet.set_faults("mac-intel", switch_rejects_versions=[NEW])
