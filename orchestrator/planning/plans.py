@@ -29,7 +29,7 @@ from orchestrator.planning.request import (
     UpgradeOptions,
     WaveRequest,
 )
-from orchestrator.state.models import DeviceJob, JobStatus, Run, RunStatus, utcnow
+from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, RunStatus, utcnow
 from orchestrator.waves import WaveSpecError, assign_waves, parse_threshold, parse_waves
 from tasks.hostnames import DEFAULT_NAME_RULE
 from tasks.reconfigure import validate_conf_keys
@@ -37,6 +37,13 @@ from tasks.reconfigure import validate_conf_keys
 __all__ = ["LIFECYCLE_KINDS", "plan_converge_run", "plan_lifecycle_run", "plan_run", "plan_upgrade_run"]
 
 LIFECYCLE_KINDS = ("uninstall", "reconfigure", "start", "stop", "restart", "logs", "check")
+
+
+def _targets(session: Session, groups: Sequence[str], limits: Sequence[str]) -> list[Device]:
+    try:
+        return resolve_targets(session, list(groups), list(limits))
+    except TargetingError as e:
+        raise PlanningError(f"{e}: check --group/--limit (`orchestrate inventory list`)") from None
 
 
 def plan_upgrade_run(
@@ -84,10 +91,7 @@ def plan_run(
     the caller) a pending Run, one DeviceJob per target — FAILED with error_type/message for refused devices,
     whose Device row records the refusal as its last outcome — and an audit event.
     """
-    try:
-        devices = resolve_targets(session, request.groups, request.limits)
-    except TargetingError as e:
-        raise PlanningError(f"{e}: check --group/--limit (`orchestrate inventory list`)") from None
+    devices = _targets(session, request.groups, request.limits)
     groups = list(request.groups)
     if not groups:
         member = device_groups(session)
@@ -170,10 +174,7 @@ def plan_lifecycle_run(
     refused (DeviceBusy). Raises PlanningError."""
     if kind not in LIFECYCLE_KINDS:
         raise PlanningError(f"unknown run kind {kind!r}")
-    try:
-        devices = resolve_targets(session, list(groups), list(limits))
-    except TargetingError as e:
-        raise PlanningError(f"{e}: check --group/--limit (`orchestrate inventory list`)") from None
+    devices = _targets(session, groups, limits)
     params = dict(params)
     if kind == "reconfigure":
         try:
@@ -218,10 +219,7 @@ def plan_converge_run(
     """Re-check every targeted device that has the client installed and repair drift (stopped daemon, lost
     key access, wrong conf, missing trust): the install workflow, whose steps are no-ops where the Mac is
     right. Devices with no installed client on record are left out (deploy installs them)."""
-    try:
-        devices = resolve_targets(session, request.groups, request.limits)
-    except TargetingError as e:
-        raise PlanningError(f"{e}: check --group/--limit (`orchestrate inventory list`)") from None
+    devices = _targets(session, request.groups, request.limits)
     installed = [d.name for d in devices if d.installed_version]
     if not installed:
         raise PlanningError("no targeted device has the client installed on record: use `orchestrate deploy`")
