@@ -66,7 +66,8 @@ def advance(engine: Engine, app: MacfleetCelery, run_id: str, *, reap_after: flo
         if run.status == RunStatus.HALTED.value:  # by hand (`runs halt`): publish nothing more
             if in_flight:
                 return "wait"
-            _finish(engine, run_id, halted_by=run.halt_reason or "halted by hand")
+            runs.finish_run(s, run_id, halted_by=run.halt_reason or "halted by hand")
+            s.commit()
             return "halted"
         if run.status != RunStatus.RUNNING.value:
             return "idle"
