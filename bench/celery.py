@@ -63,7 +63,8 @@ from orchestrator.state.db import create_db_engine, init_schema  # noqa: E402
 from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, RunStatus  # noqa: E402
 from tests.conftest import pg_server  # noqa: E402
 from tests.workers.celery_support import Redis, Worker, start_worker  # noqa: E402
-from workers.celery_app import DEVICE_QUEUE, DEVICE_TASK, MacfleetCelery, make_app  # noqa: E402
+from workers.celery_app import make_app  # noqa: E402
+from workers.celery_config import DEVICE_QUEUE, DEVICE_TASK, MacfleetCelery  # noqa: E402
 from workers.celery_dispatch import dispatch, follow, publish_wave  # noqa: E402
 
 REDIS_PASSWORD = "bench-redis-pw-3Kd"  # a throwaway password of a private loopback server

@@ -21,6 +21,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from inventory import select as select_targets
+from orchestrator.runs import RunError, find_run
 from orchestrator.state.models import (
     Device,
     DeviceJob,
@@ -317,11 +318,9 @@ def show_run(session: Session, run_id_or_prefix: str) -> RunDetail:
 
     `run_id_or_prefix` is a full id or a unique prefix of one (like git). Raises ReportError for an
     unknown or ambiguous prefix."""
-    from orchestrator.planning import PlanningError, find_run  # planning's imports cost `status` 0.1 s
-
     try:
         run = find_run(session, run_id_or_prefix)
-    except PlanningError as e:
+    except RunError as e:
         raise ReportError(str(e)) from None
     jobs = session.exec(
         select(DeviceJob, Device.name)

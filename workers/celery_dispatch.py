@@ -8,8 +8,8 @@ per wave and status, and
   message sent per job;
 - waits while that wave has queued or running jobs;
 - halts the run when the failure threshold is crossed, once nothing is in flight (the crossing wave
-  finishes, as with the local driver), and finishes the run when every job is done — the same records as
-  `workers.local._finish_run` writes.
+  finishes, as with the local driver), and finishes the run when every job is done — the gate and the
+  records are `orchestrator.runs`', as with the local driver.
 Every device job calls `advance` when it ends; the controller calls it once to start (`dispatch`) and, while
 it follows a run, every few seconds as a watchdog that also re-publishes RUNNING jobs whose lease expired
 (their worker died; Redis would redeliver them too, after the visibility timeout). Duplicates are harmless:
@@ -26,7 +26,6 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,47 +35,21 @@ from sqlalchemy import and_, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from orchestrator import runs
 from orchestrator.redact import LOG_REDACTOR
 from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, RunStatus, StepRun, utcnow
-from orchestrator.waves import FINISHED_BAD, Threshold, decide, parse_threshold
-from workers.celery_app import ADVANCE_TASK, DEVICE_TASK, MacfleetCelery
+from workers.celery_config import ADVANCE_TASK, DEVICE_TASK, MacfleetCelery
 from workers.events import JobFinished, JobStarted, RunEvent, StepFinished
-from workers.local import _finish_run
 from workers.runner.device import CONNECT_STEP, FACTS_STEP
 from workers.runner.inputs import workflow_for
 
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 500  # device jobs per Redis pipeline when publishing a wave
-RESUME_HINT = "resume with: orchestrate runs resume"
 
 
 class PublishError(RuntimeError):
     """The broker could not be reached while publishing device jobs (the run was halted, reason recorded)."""
-
-
-def _counts(session: Session, run_id: str) -> dict[int, Counter[str]]:
-    rows = session.exec(
-        select(DeviceJob.wave, DeviceJob.status, func.count())
-        .where(DeviceJob.run_id == run_id)
-        .group_by(col(DeviceJob.wave), col(DeviceJob.status))
-    ).all()
-    out: dict[int, Counter[str]] = {}
-    for wave, status, n in rows:
-        out.setdefault(wave, Counter())[status] += n
-    return out
-
-
-def _threshold(params: dict[str, Any], total: int) -> Threshold:
-    limit = params.get("max_failures")
-    return parse_threshold(str(limit)) if limit not in (None, "") else Threshold(count=total + 1)
-
-
-def _finalized(run: Run) -> bool:
-    """Nothing more to do for the run: it ended, or a halt was recorded with the resume hint."""
-    if run.status in (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value):
-        return True
-    return run.status != RunStatus.RUNNING.value and RESUME_HINT in (run.halt_reason or "")
 
 
 def advance(engine: Engine, app: MacfleetCelery, run_id: str, *, reap_after: float | None = None) -> str:
@@ -86,41 +59,32 @@ def advance(engine: Engine, app: MacfleetCelery, run_id: str, *, reap_after: flo
     reap_after: also re-publish RUNNING jobs whose lease expired more than this many seconds ago."""
     with Session(engine) as s:
         run = s.get(Run, run_id)
-        if run is None or _finalized(run):
+        if run is None or runs.settled(run):
             return "idle"
-        counts = _counts(s, run_id)
+        counts = runs.wave_counts(s, run_id)
         in_flight = sum(c[st] for c in counts.values() for st in JobStatus.in_flight())
         if run.status == RunStatus.HALTED.value:  # by hand (`runs halt`): publish nothing more
             if in_flight:
                 return "wait"
-            _finish_run(engine, run_id, False, [], None, run.halt_reason or "halted by hand")
+            runs.finish_run(s, run_id, halted_by=run.halt_reason or "halted by hand")
+            s.commit()
             return "halted"
         if run.status != RunStatus.RUNNING.value:
             return "idle"
         params = json.loads(run.params_json)
     if reap_after is not None:
         reap(engine, app, run_id, reap_after)
-    total = sum(sum(c.values()) for c in counts.values())
-    as_local = {w: Counter({("running" if k == JobStatus.QUEUED.value else k): v for k, v in c.items()})
-                for w, c in counts.items()}  # fmt: skip
-    threshold = _threshold(params, total)
-    if decide(as_local, threshold).action == "halt":
+    with Session(engine) as s:
+        gate = runs.gate(s, run_id, counts)
+    if gate.action == "halt":
         if in_flight:
             return "wait"  # the wave that crossed the threshold finishes first, as with the local driver
-        with Session(engine) as s:
-            failed = s.exec(
-                select(Device.name).where(
-                    DeviceJob.run_id == run_id, DeviceJob.device_id == Device.id,
-                    col(DeviceJob.status).in_(FINISHED_BAD),
-                ).order_by(col(Device.name))
-            ).all()  # fmt: skip
-        reason = decide(as_local, threshold, list(failed)).reason
-        _finish_run(engine, run_id, False, [], reason)
+        _finish(engine, run_id, halt=gate.reason)
         return "halted"
     live = (*JobStatus.openable(), *JobStatus.in_flight())
     waves = sorted(w for w, c in counts.items() if any(c[st] for st in live))
     if not waves:
-        _finish_run(engine, run_id, False, [])
+        _finish(engine, run_id)
         return "finished"
     wave = waves[0]
     if not any(counts[wave][st] for st in JobStatus.openable()):
@@ -214,23 +178,17 @@ def _send(engine: Engine, app: MacfleetCelery, run_id: str, jobs: Sequence[tuple
                 .where(and_(col(DeviceJob.id).in_(unsent), col(DeviceJob.status) == JobStatus.QUEUED.value))
                 .values(status=JobStatus.PENDING.value)
             )
+            runs.record_halt(
+                s, run_id, f"the broker could not be reached to publish {len(unsent)} device job(s) ({why})"
+            )
             s.commit()
-        halt_run(
-            engine, run_id, f"the broker could not be reached to publish {len(unsent)} device job(s) ({why})"
-        )
         raise PublishError(why) from None
     return len(sent)
 
 
-def halt_run(engine: Engine, run_id: str, why: str) -> None:
-    """Record the run halted with why (and how to resume) unless it already finished."""
+def _finish(engine: Engine, run_id: str, *, halt: str | None = None, halted_by: str | None = None) -> None:
     with Session(engine) as s:
-        run = s.get(Run, run_id)
-        if run is None or run.status in (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value):
-            return
-        run.status = RunStatus.HALTED.value
-        run.halt_reason = f"{why}; {RESUME_HINT} {run_id[:12]}"
-        s.add(run)
+        runs.finish_run(s, run_id, halt=halt, halted_by=halted_by)
         s.commit()
 
 
@@ -239,15 +197,7 @@ def dispatch(engine: Engine, app: MacfleetCelery, run_id: str) -> str:
     RUNNING jobs (a dead holder's: their tasks wait the lease out; a live holder's duplicate gives up), and
     open the first wave. Returns what `advance` did. Raises PublishError when the broker is unreachable."""
     with Session(engine) as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise KeyError(run_id)
-        run.status = RunStatus.RUNNING.value
-        run.executor = "celery"
-        run.started_at = run.started_at or utcnow()
-        run.ended_at = None
-        run.halt_reason = None
-        s.add(run)
+        runs.start_run(s, run_id, executor="celery")
         stale = s.exec(
             select(DeviceJob.id, DeviceJob.device_id).where(
                 DeviceJob.run_id == run_id, DeviceJob.status == JobStatus.RUNNING.value
@@ -350,7 +300,7 @@ async def follow(
         for ev in events:
             if on_event is not None:
                 on_event(ev)
-        if run is None or _finalized(run) or stop.is_set():
+        if run is None or runs.settled(run) or stop.is_set():
             return run
         if time.monotonic() - last_watch >= watchdog:
             last_watch = time.monotonic()

@@ -45,18 +45,19 @@ from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR
 from orchestrator.state.db import create_db_engine
 from orchestrator.state.models import DeviceJob, JobStatus, Run, RunStatus, new_id, utcnow
-from workers.celery_app import ADVANCE_TASK, DEVICE_TASK, MacfleetCelery
+from workers.celery_config import ADVANCE_TASK, DEVICE_TASK, MacfleetCelery
+from workers.celery_dispatch import PublishError, advance
 from workers.events import RunEvent, StepFinished
 from workers.limits import raise_nofile_limit
+from workers.runner.control import run_settings, watch_halt
 from workers.runner.device import RunSettings
 from workers.runner.inputs import RunInputs, load_run_inputs
-from workers.runner.job import JobExecutor, timeouts_of
+from workers.runner.job import JobExecutor
 from workers.runner.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
 DB_THREADS = 12  # under the engine's pool (5 + 10 overflow) with the recorder's connection to spare
-HALT_POLL = 1.0
 MESSAGE_CHARS = 300
 
 
@@ -70,6 +71,12 @@ class _RunContext:
     users: int = 0
     halted_by: str | None = None
     watcher: asyncio.Task[None] | None = None
+
+    def halt(self, why: str) -> None:
+        """`runs halt` marks the run halted in the database: every device of it here stops after its step."""
+        self.halted_by = why
+        for ev in list(self.stops):
+            ev.set()
 
 
 class WorkerRuntime:
@@ -109,22 +116,15 @@ class WorkerRuntime:
         ctx = self.runs.get(run_id)
         if ctx is None:
 
-            def build() -> tuple[RunInputs, dict[str, Any]]:
+            def build() -> RunInputs:
                 with Session(self.engine) as s:
-                    inputs = load_run_inputs(s, run_id)
-                    return inputs, inputs.params
+                    return load_run_inputs(s, run_id)
 
-            inputs, params = await asyncio.to_thread(build)
+            inputs = await asyncio.to_thread(build)
             ctx = self.runs.get(run_id)  # another task of the run may have built it meanwhile
             if ctx is None:
-                rs = RunSettings(
-                    run_id=run_id, workflow=inputs.workflow, timeouts=timeouts_of(self.settings),
-                    verify_timeout=float(params.get("verify_timeout") or self.settings.deploy.verify_timeout),
-                    verify_interval=self.settings.verify.interval, verify_rules=self.settings.verify.rules(),
-                    private_dir=inputs.private_dir,
-                )  # fmt: skip
-                ctx = self.runs[run_id] = _RunContext(inputs, rs)
-                ctx.watcher = asyncio.create_task(self._watch(run_id, ctx))
+                ctx = self.runs[run_id] = _RunContext(inputs, run_settings(self.settings, inputs))
+                ctx.watcher = asyncio.create_task(watch_halt(self.engine, run_id, ctx.halt))
         ctx.users += 1
         return ctx
 
@@ -134,25 +134,6 @@ class WorkerRuntime:
             del self.runs[run_id]  # re-read on the run's next task (the inputs stay fresh)
             if ctx.watcher is not None:
                 ctx.watcher.cancel()
-
-    async def _watch(self, run_id: str, ctx: _RunContext) -> None:
-        """`runs halt` marks the run halted in the database: every device of it here stops after its step."""
-        while True:
-            await asyncio.sleep(HALT_POLL)
-
-            def status() -> tuple[str, str | None]:
-                with Session(self.engine) as s:
-                    run = s.get(Run, run_id)
-                    return (run.status, run.halt_reason) if run else ("", None)
-
-            try:
-                state, reason = await asyncio.to_thread(status)
-            except OperationalError:
-                continue
-            if state == RunStatus.HALTED.value:
-                ctx.halted_by = reason or "halted by hand"
-                for ev in list(ctx.stops):
-                    ev.set()
 
 
 _runtime: list[WorkerRuntime] = []
@@ -322,8 +303,6 @@ def device_job(task: Task, run_id: str, job_id: str, device: str) -> dict[str, A
                     )
                 except Exception as e:  # progress is best effort (the backend may be restarting)
                     log.debug("progress not reported: %s", e)
-    from workers.celery_dispatch import PublishError, advance
-
     try:
         advance(rt.engine, app, run_id)
     except PublishError as e:
@@ -333,8 +312,6 @@ def device_job(task: Task, run_id: str, job_id: str, device: str) -> dict[str, A
 
 def advance_run(task: Task, run_id: str) -> str:
     """The body of `macfleet.advance_run`: open the next wave / finish the run (after a wave pause)."""
-    from workers.celery_dispatch import PublishError, advance
-
     app: MacfleetCelery = task.app
     try:
         return advance(runtime(app.settings).engine, app, run_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,36 +18,23 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from orchestrator import runs
 from orchestrator.config import Settings
-from orchestrator.state.models import (
-    Device,
-    DeviceJob,
-    JobStatus,
-    Run,
-    RunStatus,
-    new_id,
-    utcnow,
-)
-from orchestrator.waves import FINISHED_BAD, GateDecision, Threshold, decide, parse_threshold
+from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, new_id
+from orchestrator.waves import GateDecision
 from workers.events import RunEvent
 from workers.limits import raise_nofile_limit
-from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
+from workers.runner.control import run_settings, watch_halt
+from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork
 from workers.runner.inputs import InputError, device_work, load_run_inputs
-from workers.runner.job import (
-    JobExecutor,
-    new_owner,
-    pin_host_key,
-    timeouts_of,
-)
+from workers.runner.job import JobExecutor, new_owner, pin_host_key
 from workers.runner.recorder import NullRecorder, Recorder
 
 
 @dataclass(frozen=True)
-class RunOutcome:
-    run_id: str
-    status: str
-    counts: dict[str, int]
-    failed: list[tuple[str, str | None, str | None, str | None]]  # (device, step, error_type, message)
+class RunOutcome(runs.RunSummary):
+    """The run's summary, and each device's result as this driver saw it."""
+
     results: list[DeviceResult] = field(default_factory=list)
 
 
@@ -92,27 +78,11 @@ async def drive(
         for j, dev in rows:
             if only is None or j.id in only:  # `runs retry --failed`: those jobs and no others
                 by_wave.setdefault(j.wave, []).append((j.id, dev.id, dev.name))
-        run = s.get(Run, run_id)
-        assert run is not None
-        run.status = RunStatus.RUNNING.value
-        run.started_at = run.started_at or utcnow()
-        run.ended_at = None
-        run.halt_reason = None
-        s.add(run)
+        runs.start_run(s, run_id)
         s.commit()
-    limit = inputs.params.get("max_failures")
-    threshold = parse_threshold(str(limit)) if limit not in (None, "") else None
     pause = float(inputs.params.get("pause") or 0)
     recorder = Recorder(engine).start()
-    run_settings = RunSettings(
-        run_id=run_id,
-        workflow=inputs.workflow,
-        timeouts=timeouts_of(settings),
-        verify_timeout=float(inputs.params.get("verify_timeout") or settings.deploy.verify_timeout),
-        verify_interval=settings.verify.interval,
-        verify_rules=settings.verify.rules(),
-        private_dir=inputs.private_dir,
-    )
+    rs = run_settings(settings, inputs)
     sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)
     pin = pin_host_key(engine)
 
@@ -120,15 +90,21 @@ async def drive(
         async with sem:
             if stop.is_set():
                 return None
-            return await d.run_job(inputs, run_settings, recorder, job_id, device_id, name, pin)
+            return await d.run_job(inputs, rs, recorder, job_id, device_id, name, pin)
+
+    halted_by: list[str] = []
+
+    def on_halt(why: str) -> None:
+        halted_by[:] = [why]
+        stop.set()
 
     beat = asyncio.create_task(d.heartbeat(run_id))
-    watch = asyncio.create_task(d.watch_halt(run_id))
+    watch = asyncio.create_task(watch_halt(engine, run_id, on_halt))
     results: list[DeviceResult | None] = []
     halt: str | None = None
     try:
         for number, wave in enumerate(sorted(by_wave)):
-            gate = await asyncio.to_thread(_gate, engine, run_id, threshold)
+            gate = await asyncio.to_thread(_gate, engine, run_id)
             if gate.action == "halt":
                 halt = gate.reason
                 break
@@ -147,65 +123,25 @@ async def drive(
         beat.cancel()
         watch.cancel()
         await recorder.close()
+    done = [r for r in results if r]
     return await asyncio.to_thread(
-        _finish_run, engine, run_id, stop.is_set(), [r for r in results if r], halt, d.halted_by
+        _finish, engine, run_id, done, stopped=stop.is_set(), halt=halt, halted_by=next(iter(halted_by), None)
     )
 
 
-def _gate(engine: Engine, run_id: str, threshold: Threshold | None) -> GateDecision:
-    """The wave gate, from the database (so it survives a controller restart)."""
+def _gate(engine: Engine, run_id: str) -> GateDecision:
     with Session(engine) as s:
-        rows = s.exec(
-            select(DeviceJob.wave, DeviceJob.status, Device.name)
-            .where(DeviceJob.run_id == run_id, DeviceJob.device_id == Device.id)
-        ).all()
-    counts: dict[int, Counter[str]] = {}
-    failed: list[str] = []
-    for wave, status, name in rows:
-        counts.setdefault(wave, Counter())[status] += 1
-        if status in FINISHED_BAD:
-            failed.append(name)
-    return decide(counts, threshold or Threshold(count=len(rows) + 1), sorted(failed))
+        return runs.gate(s, run_id)
 
 
-def _finish_run(
-    engine: Engine,
-    run_id: str,
-    stopped: bool,
-    results: list[DeviceResult],
-    halt: str | None = None,
-    halted_by: str | None = None,
+def _finish(
+    engine: Engine, run_id: str, results: list[DeviceResult], *, stopped: bool, halt: str | None,
+    halted_by: str | None,
 ) -> RunOutcome:
     with Session(engine) as s:
-        rows = s.exec(select(DeviceJob, Device).where(DeviceJob.run_id == run_id,
-                                                       DeviceJob.device_id == Device.id)).all()
-        counts = Counter(j.status for j, _ in rows)
-        failed = sorted(
-            (dev.name, j.current_step, j.error_type, j.error_message)
-            for j, dev in rows
-            if j.status == JobStatus.FAILED.value
-        )
-        run = s.get(Run, run_id)
-        assert run is not None
-        unfinished = sum(counts[k] for k in JobStatus.unfinished())
-        if unfinished:
-            run.status = RunStatus.HALTED.value
-            if halt:
-                why = f"halted: {halt}; {unfinished} device(s) left untouched"
-            elif halted_by:
-                why = halted_by
-            elif stopped:
-                why = "interrupted by the operator"
-            else:
-                why = f"{unfinished} device(s) could not be claimed (held by another controller?)"
-            run.halt_reason = f"{why}; resume with: orchestrate runs resume {run_id[:12]}"
-        else:
-            run.status = RunStatus.FAILED.value if failed else RunStatus.SUCCEEDED.value
-            run.halt_reason = None
-            run.ended_at = utcnow()
-        s.add(run)
+        summary = runs.finish_run(s, run_id, stopped=stopped, halt=halt, halted_by=halted_by)
         s.commit()
-        return RunOutcome(run_id, run.status, dict(counts), failed, results)
+    return RunOutcome(summary.run_id, summary.status, summary.counts, summary.failed, results)
 
 
 async def dry_run(
@@ -224,8 +160,7 @@ async def dry_run(
         q = select(Device).where(col(Device.id).in_(device_ids)).order_by(col(Device.name))
         devices = s.exec(q).all()
     d = JobExecutor(engine, settings, owner=new_owner(), on_event=None, stop=asyncio.Event())
-    run_settings = RunSettings(run_id=run.id, workflow=inputs.workflow, timeouts=timeouts_of(settings),
-                               private_dir=inputs.private_dir)
+    rs = run_settings(settings, inputs)
     sem = asyncio.Semaphore(concurrency or settings.ssh.concurrency)
     null = NullRecorder()
 
@@ -241,7 +176,7 @@ async def dry_run(
             except (InputError, ValueError, KeyError) as e:
                 kind_ = e.error_type if isinstance(e, InputError) else "BadInput"
                 return DevicePlan(device.name, None, [], (kind_, str(e)))
-            result = await DeviceRunner(work, run_settings, null, plan_only=True).run()
+            result = await DeviceRunner(work, rs, null, plan_only=True).run()
             facts = result.facts.as_json() if result.facts is not None else None
             steps = [(name, plan.as_json()) for name, plan in result.plans.items()]
             failed = result.status == JobStatus.FAILED.value

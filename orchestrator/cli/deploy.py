@@ -15,11 +15,13 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator import planning, reports
+from orchestrator import reports
 from orchestrator.cli import context
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
+from orchestrator.planning.plans import plan_run
+from orchestrator.planning.request import DeployRequest, PlannedRun, PlanningError
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import JobStatus
 
@@ -66,14 +68,14 @@ def deploy(
     console = Console(json_mode=json_out)
     groups, limits = targets(group, limit)
     settings = context.settings()
-    request = planning.DeployRequest(
+    request = DeployRequest(
         groups=groups, limits=limits, switch=switch, background_url=background_url, version=version,
         method=method, trust=trust,
     )  # fmt: skip
     try:
         with session_scope(context.engine()) as s:
-            plan = planning.plan_install_run(s, settings, request, settings.actor, persist=not dry_run)
-    except planning.PlanningError as e:
+            plan = plan_run(s, settings, request, settings.actor, persist=not dry_run)
+    except PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if dry_run:
@@ -96,7 +98,7 @@ def _print_refused(console: Console, refused: dict[str, tuple[str, str]]) -> Non
         console.error(f"{name}: refused ({etype}): {msg}")
 
 
-def _dry_run(console: Console, plan: planning.PlannedRun, concurrency: int | None) -> int:
+def _dry_run(console: Console, plan: PlannedRun, concurrency: int | None) -> int:
     from workers.local import dry_run
 
     plans = asyncio.run(

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator import planning
 from orchestrator.cli import context
 from orchestrator.cli.deploy import EXIT_BAD_INPUT, EXIT_FAILED, _print_refused, drive_run
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.inventory_store import resolve_targets
+from orchestrator.planning.plans import plan_converge_run, plan_lifecycle_run
+from orchestrator.planning.request import DeployRequest, PlanningError
 from orchestrator.state.db import session_scope
 
 
@@ -34,8 +35,8 @@ def _run(
     settings = context.settings()
     try:
         with session_scope(context.engine()) as s:
-            plan = planning.plan_lifecycle_run(s, settings, kind, groups, limits, params, settings.actor)
-    except planning.PlanningError as e:
+            plan = plan_lifecycle_run(s, settings, kind, groups, limits, params, settings.actor)
+    except PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     _print_refused(console, plan.refused)
@@ -120,13 +121,13 @@ def converge(
     settings = context.settings()
     try:
         with session_scope(context.engine()) as s:
-            plan = planning.plan_converge_run(
+            plan = plan_converge_run(
                 s,
                 settings,
-                planning.DeployRequest(groups=groups, limits=limits, version=version, trust=trust),
+                DeployRequest(groups=groups, limits=limits, version=version, trust=trust),
                 settings.actor,
             )
-    except planning.PlanningError as e:
+    except PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     _print_refused(console, plan.refused)

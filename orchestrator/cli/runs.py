@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator import planning, reports
+from orchestrator import reports, runs
 from orchestrator.cli import context
 from orchestrator.cli.deploy import DetachOpt, ExecutorOpt, drive_run
 from orchestrator.cli.options import ConcurrencyOpt, JsonOpt
@@ -139,11 +139,11 @@ def resume(
     settings = context.settings()
     try:
         with session_scope(context.engine()) as s:
-            r = planning.resume_run(s, run, settings.actor)
+            r = runs.resume_run(s, run, settings.actor)
             run_id = r.id
         with session_scope(context.engine()) as s:
             detail = reports.show_run(s, run_id)
-    except (planning.PlanningError, reports.ReportError) as e:
+    except (runs.RunError, reports.ReportError) as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     todo = sum(1 for j in detail.jobs if j.status == JobStatus.PENDING)
@@ -161,9 +161,9 @@ def halt(
     settings = context.settings()
     try:
         with session_scope(context.engine()) as s:
-            r = planning.halt_run(s, run, settings.actor, reason)
+            r = runs.halt_run(s, run, settings.actor, reason)
             run_id = r.id
-    except planning.PlanningError as e:
+    except runs.RunError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.success(f"run {run_id} halted; its driver stops starting devices within a second or two")
@@ -185,9 +185,9 @@ def retry(
     settings = context.settings()
     try:
         with session_scope(context.engine()) as s:
-            r, job_ids = planning.retry_failed(s, run, settings.actor)
+            r, job_ids = runs.retry_failed(s, run, settings.actor)
             run_id = r.id
-    except planning.PlanningError as e:
+    except runs.RunError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.info(f"retrying {len(job_ids)} failed device(s) of run {run_id}")

@@ -67,9 +67,10 @@ def status(
 
 def _refresh(console: Console, groups: list[str], limits: list[str]) -> int:
     """A read-only `check` run over the targeted devices with the client on record; its exit code."""
-    from orchestrator import planning
     from orchestrator.cli.deploy import _print_refused, drive_run
     from orchestrator.inventory_store import resolve_targets
+    from orchestrator.planning.plans import plan_lifecycle_run
+    from orchestrator.planning.request import PlanningError
 
     settings = context.settings()
     try:
@@ -78,11 +79,11 @@ def _refresh(console: Console, groups: list[str], limits: list[str]) -> int:
             if not installed:
                 console.error("no targeted device has the client installed on record: nothing to re-check")
                 raise typer.Exit(EXIT_BAD_INPUT)
-            plan = planning.plan_lifecycle_run(
+            plan = plan_lifecycle_run(
                 s, settings, "check", groups, [*limits, *installed] if limits else installed,
                 {"verify_timeout": REFRESH_WINDOW}, settings.actor,
             )  # fmt: skip
-    except (TargetingError, planning.PlanningError) as e:
+    except (TargetingError, PlanningError) as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     _print_refused(console, plan.refused)

@@ -12,11 +12,12 @@ from typing import Annotated
 
 import typer
 
-from orchestrator import planning
 from orchestrator.cli import context
 from orchestrator.cli.deploy import EXIT_BAD_INPUT, _print_refused, drive_run
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
+from orchestrator.planning.plans import plan_upgrade_run
+from orchestrator.planning.request import DeployRequest, PlanningError, UpgradeOptions, WaveRequest
 from orchestrator.state.db import session_scope
 from orchestrator.waves import WaveSpecError, parse_duration
 
@@ -70,16 +71,16 @@ def upgrade(
     except WaveSpecError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    request = planning.DeployRequest(
+    request = DeployRequest(
         groups=groups, limits=limits, switch=switch, background_url=background_url, version=to, trust=trust
     )
-    wave_req = planning.WaveRequest(
+    wave_req = WaveRequest(
         waves=waves or settings.waves.waves,
         max_failures=max_failures or settings.waves.max_failures,
         pause=pause_s,
         canary=tuple(canary or ()),
     )
-    options = planning.UpgradeOptions(
+    options = UpgradeOptions(
         rollback=rollback,
         allow_all_apps=allow_all_apps or settings.deploy.allow_all_apps,
         retry_unreachable=retry_s,
@@ -93,8 +94,8 @@ def upgrade(
         )
     try:
         with session_scope(context.engine()) as s:
-            plan = planning.plan_upgrade_run(s, settings, request, wave_req, options, settings.actor)
-    except planning.PlanningError as e:
+            plan = plan_upgrade_run(s, settings, request, wave_req, options, settings.actor)
+    except PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     _print_refused(console, plan.refused)

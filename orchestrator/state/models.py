@@ -68,6 +68,11 @@ class RunStatus(StrEnum):
     FAILED = "failed"  # finished, some devices failed
     CANCELLED = "cancelled"
 
+    @classmethod
+    def ended(cls) -> tuple[str, ...]:
+        """A run that is over: nothing resumes it (retry its failed devices, or start a new run)."""
+        return (cls.SUCCEEDED.value, cls.FAILED.value, cls.CANCELLED.value)
+
 
 class JobStatus(StrEnum):
     PENDING = "pending"

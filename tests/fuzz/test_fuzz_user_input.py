@@ -20,7 +20,7 @@ from inventory import FORMATS, InventoryError, loads
 from inventory.names import host_name_problem
 from inventory.userfiles import FileKind, UserFileError, read_user_file
 from macsim.client1e.dmg import build_dmg
-from orchestrator import artifacts, planning
+from orchestrator import artifacts, runs
 from orchestrator.certs.issue import IssueError, load_ca_key
 from orchestrator.certs.pfx import PfxError, open_pfx, pfx_algorithms
 from orchestrator.certs.x509info import CertificateLoadError, load_certificates
@@ -268,4 +268,4 @@ def run_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 @given(ref=st.text(max_size=60))
 def test_run_id(run_db: Engine, ref: str) -> None:
     with Session(run_db) as s:
-        value_or((planning.PlanningError,), lambda: planning.find_run(s, ref))
+        value_or((runs.RunError,), lambda: runs.find_run(s, ref))

@@ -130,7 +130,8 @@ async def test_deploy_end_to_end_dry_run_json_table_and_resume(
     tmp_path: Path, engine, orchestrate_env: Path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
 
-    from orchestrator.planning import DeployRequest, plan_install_run
+    from orchestrator.planning.plans import plan_run
+    from orchestrator.planning.request import DeployRequest
     from orchestrator.state.models import Device
     from tests.orchestrator.cli_support import cli_env, run
     from tests.workers.lab import SWITCH, VERSION, lab
@@ -181,7 +182,7 @@ async def test_deploy_end_to_end_dry_run_json_table_and_resume(
 
         # a run stopped part-way (as Ctrl-C leaves it: halted, a job interrupted) is finished by resume
         with session_scope(engine) as s:
-            planned = plan_install_run(s, st.model_copy(update={"deploy": st.deploy.model_copy(
+            planned = plan_run(s, st.model_copy(update={"deploy": st.deploy.model_copy(
                 update={"switch": SWITCH, "background_url": URL})}), DeployRequest(["lab"], ["mac-*"]), "t")  # fmt: skip
         with session_scope(engine) as s:
             s.get(Run, planned.run_id).status = "halted"  # type: ignore[union-attr]

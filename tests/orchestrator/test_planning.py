@@ -11,7 +11,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from orchestrator.config import CertSettings, DeploySettings, Settings
-from orchestrator.planning import DeployRequest, PlanningError, find_run, plan_install_run, resume_run
+from orchestrator.planning.plans import plan_run
+from orchestrator.planning.request import DeployRequest, PlanningError
+from orchestrator.runs import RunError, find_run, resume_run
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import (
     AuditEvent,
@@ -56,7 +58,7 @@ def lab(engine: Engine) -> Engine:
 
 def plan(engine: Engine, request: DeployRequest, st: Settings | None = None, persist: bool = False):  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
-        return plan_install_run(s, st or settings(switch=SWITCH, background_url=URL), request, "tester",
+        return plan_run(s, st or settings(switch=SWITCH, background_url=URL), request, "tester",
                                 persist=persist)  # fmt: skip
 
 
@@ -313,7 +315,7 @@ def test_resume_refuses_a_finished_run(lab: Engine, status: RunStatus) -> None:
         run = s.get(Run, p.run_id)
         assert run is not None
         run.status = status
-    with session_scope(lab) as s, pytest.raises(PlanningError, match=f"has finished \\({status}\\); nothing to resume"):
+    with session_scope(lab) as s, pytest.raises(RunError, match=f"has finished \\({status}\\); nothing to resume"):
         resume_run(s, str(p.run_id), "tester")
 
 
@@ -324,9 +326,9 @@ def test_run_prefix_unknown_and_ambiguous(lab: Engine) -> None:
     with Session(lab) as s:
         assert find_run(s, "abc1").id == "abc111"
         assert find_run(s, "ABC2").id == "abc222"
-        with pytest.raises(PlanningError, match="matches several runs"):
+        with pytest.raises(RunError, match="matches several runs"):
             find_run(s, "abc")
-        with pytest.raises(PlanningError, match="no run has an id starting with 'zz'"):
+        with pytest.raises(RunError, match="no run has an id starting with 'zz'"):
             find_run(s, "zz")
-        with pytest.raises(PlanningError, match="no run has an id starting with"):
+        with pytest.raises(RunError, match="no run has an id starting with"):
             find_run(s, "a%")

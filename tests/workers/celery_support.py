@@ -23,7 +23,8 @@ from sqlalchemy.engine import Engine
 
 from orchestrator.config import CelerySettings, DeploySettings, Settings
 from tests.workers.lab import Lab, lab
-from workers.celery_app import MacfleetCelery, make_app
+from workers.celery_app import make_app
+from workers.celery_config import MacfleetCelery
 
 REDIS_SERVER = "/usr/bin/redis-server"
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from orchestrator import planning
+from orchestrator.planning.plans import plan_upgrade_run
+from orchestrator.planning.request import DeployRequest, UpgradeOptions, WaveRequest
 from orchestrator.state.models import DeviceJob, JobStatus, Run, RunStatus
 from tests.workers.celery_support import CeleryLab, celery_lab, process_env
 from tests.workers.lab import BACKGROUND, SWITCH, VERSION
@@ -41,11 +42,11 @@ async def _cli(C: CeleryLab, *args: str) -> tuple[int, str]:
 def _plan(C: CeleryLab, names: list[str], waves: str, canary: str) -> str:
     """An upgrade run in waves, planned but not started (as `upgrade` plans it)."""
     with Session(C.lab.engine) as s:
-        plan = planning.plan_upgrade_run(
+        plan = plan_upgrade_run(
             s, C.settings,
-            planning.DeployRequest(groups=[], limits=names, switch=SWITCH, background_url=BACKGROUND,
+            DeployRequest(groups=[], limits=names, switch=SWITCH, background_url=BACKGROUND,
                                    version=VERSION),
-            planning.WaveRequest(waves=waves, max_failures="0", canary=(canary,)), planning.UpgradeOptions(), "tester",
+            WaveRequest(waves=waves, max_failures="0", canary=(canary,)), UpgradeOptions(), "tester",
         )  # fmt: skip
         s.commit()
         assert plan.run_id is not None

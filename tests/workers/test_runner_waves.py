@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from orchestrator.planning import halt_run
+from orchestrator.runs import halt_run
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, RunStatus
 from orchestrator.waves import assign_waves, parse_waves

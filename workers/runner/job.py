@@ -32,8 +32,6 @@ from orchestrator.state.models import (
     DeviceJob,
     HostKeyPin,
     JobStatus,
-    Run,
-    RunStatus,
     new_id,
     utcnow,
 )
@@ -92,7 +90,6 @@ class JobExecutor:
         lease_ttl: float = LEASE_TTL,
     ) -> None:
         self.lease_ttl = lease_ttl
-        self.halted_by: str | None = None
         self.engine = engine
         self.settings = settings
         self.owner = owner
@@ -114,21 +111,6 @@ class JobExecutor:
         with Session(self.engine) as s:
             leases.renew_jobs(s, jobs, self.owner, self.lease_ttl)
             leases.renew_devices(s, devices, run_id, self.lease_ttl)
-
-    async def watch_halt(self, run_id: str, every: float = 1.0) -> None:
-        """`orchestrate runs halt` marks the run halted in the database: stop starting devices."""
-        while not self.stop.is_set():
-            await asyncio.sleep(every)
-
-            def status() -> tuple[str, str | None]:
-                with Session(self.engine) as s:
-                    run = s.get(Run, run_id)
-                    return (run.status, run.halt_reason) if run else ("", None)
-
-            state, reason = await asyncio.to_thread(status)
-            if state == RunStatus.HALTED.value:
-                self.halted_by = reason or "halted by hand"
-                self.stop.set()
 
     async def claim(self, job_id: str, device_id: str, run_id: str) -> str | None:
         """None when claimed; else why not ("done", "busy:RUN"). Waits out a dead holder's lease."""
