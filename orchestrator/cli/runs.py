@@ -13,8 +13,8 @@ import typer
 
 from orchestrator import planning, reports
 from orchestrator.cli import context
-from orchestrator.cli.deploy import DetachOpt, ExecutorOpt, drive_run
-from orchestrator.cli.options import ConcurrencyOpt, JsonOpt
+from orchestrator.cli.dispatch import EXIT_BAD_INPUT, drive_run
+from orchestrator.cli.options import ConcurrencyOpt, DetachOpt, ExecutorOpt, JsonOpt
 from orchestrator.cli.status import columns
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
@@ -22,7 +22,6 @@ from orchestrator.state.models import JobStatus
 
 app = typer.Typer(no_args_is_help=True, help="Runs: history, one run's step matrix, resume.")
 
-EXIT_BAD_INPUT = 2
 RunArg = Annotated[str, typer.Argument(help="A run id, or a unique prefix of one (as `runs list` shows).")]
 
 # One character per step outcome in the matrix, so a run of a dozen steps fits a terminal line.

@@ -14,7 +14,7 @@ import typer
 
 from orchestrator import planning
 from orchestrator.cli import context
-from orchestrator.cli.deploy import EXIT_BAD_INPUT, _print_refused, drive_run
+from orchestrator.cli.dispatch import EXIT_BAD_INPUT, drive_run, print_refused
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
@@ -97,7 +97,7 @@ def upgrade(
     except planning.PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _print_refused(console, plan.refused)
+    print_refused(console, plan.refused)
     assert plan.run_id is not None
     sizes = plan.params.get("waves") or []
     console.info(
