@@ -24,8 +24,6 @@ from orchestrator.console import Console
 from orchestrator.live import RunDisplay
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import JobStatus
-from workers.celery_app import make_app
-from workers.celery_dispatch import PublishError, dispatch, follow
 from workers.local import drive
 
 EXIT_FAILED = 1
@@ -81,6 +79,10 @@ def drive_run(
             "stopping: devices finish the step they are in (Ctrl-C again to abort at once)",
         )  # fmt: skip
         return finish(console, run_id, stopped=live.stopped)
+    # Celery is loaded only for a run that uses it: it costs most of a second at every local run's start
+    from workers.celery_app import make_app
+    from workers.celery_dispatch import PublishError, dispatch, follow
+
     app = make_app(settings, tasks=False)
     try:
         dispatch(engine, app, run_id)

@@ -16,11 +16,13 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.capture import redaction_for, write_fixtures
-from orchestrator.cli.dispatch import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import JsonOpt
 from orchestrator.cli.remote import Capture, CaptureError, capture_device
 from orchestrator.console import Console
 from tasks.facts import FactsError, parse_client_facts, parse_sw_vers, parse_uname_m
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
 
 
 def _case(c: Capture) -> str:

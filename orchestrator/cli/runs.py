@@ -13,7 +13,6 @@ import typer
 
 from orchestrator import planning, reports
 from orchestrator.cli import context
-from orchestrator.cli.dispatch import EXIT_BAD_INPUT, drive_run
 from orchestrator.cli.options import ConcurrencyOpt, DetachOpt, ExecutorOpt, JsonOpt
 from orchestrator.cli.status import columns
 from orchestrator.console import Console
@@ -22,6 +21,7 @@ from orchestrator.state.models import JobStatus
 
 app = typer.Typer(no_args_is_help=True, help="Runs: history, one run's step matrix, resume.")
 
+EXIT_BAD_INPUT = 2
 RunArg = Annotated[str, typer.Argument(help="A run id, or a unique prefix of one (as `runs list` shows).")]
 
 # One character per step outcome in the matrix, so a run of a dozen steps fits a terminal line.
@@ -134,6 +134,8 @@ def resume(
     json_out: JsonOpt = False,
 ) -> None:
     """Continue a stopped run: every unfinished device goes on from its last completed step."""
+    from orchestrator.cli.dispatch import drive_run  # here: `runs list|show` need no driver (workers)
+
     console = Console(json_mode=json_out)
     settings = context.settings()
     try:
@@ -177,6 +179,8 @@ def retry(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-run a run's failed devices (and only them), each from a fresh look at the Mac."""
+    from orchestrator.cli.dispatch import drive_run  # here: `runs list|show` need no driver (workers)
+
     console = Console(json_mode=json_out)
     if not failed:
         console.error("say what to retry: --failed (the only kind for now)")
