@@ -71,8 +71,8 @@ def drive_run(
     if chosen == "local" and detach:
         console.error("--detach needs the celery executor (--executor celery or executor = \"celery\")")
         return EXIT_BAD_INPUT
-    live = _Live(console, total)
     if chosen == "local":
+        live = _Live(console, total)
         live.run(
             drive(engine, settings, run_id, concurrency=concurrency, on_event=live.on_event, stop=live.stop,
                   confirm=confirm, only=only),
@@ -94,6 +94,7 @@ def drive_run(
         if console.json_mode:
             console.json({"run_id": run_id, "dispatched": True})
         return 0
+    live = _Live(console, total)
     live.run(
         follow(engine, app, run_id, on_event=live.on_event, stop=live.stop,
                reap_after=settings.deploy.lease_ttl),
