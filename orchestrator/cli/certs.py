@@ -18,16 +18,15 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from inventory.userfiles import CERTIFICATE, PASSWORD, PFX, PRIVATE_KEY, UserFileError, read_user_file
+from inventory.userfiles import PASSWORD, PFX, UserFileError, read_user_file
 from orchestrator import audit
-from orchestrator.certs import issue as lab
-from orchestrator.certs import store
-from orchestrator.certs.checks import CertVerdict
-from orchestrator.certs.names import certificate_name
+from orchestrator.certs import lab, store
+from orchestrator.certs.issue import IssueError
 from orchestrator.certs.pfx import PfxError
 from orchestrator.certs.profile import build_profile
-from orchestrator.certs.x509info import CertFacts, CertificateLoadError, load_certificates
+from orchestrator.certs.x509info import CertificateLoadError
 from orchestrator.cli import context
+from orchestrator.cli.certs_ca import ca_app
 from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.secrets import SecretBox, SecretError
@@ -35,9 +34,6 @@ from orchestrator.state.db import session_scope
 from orchestrator.state.models import utcnow
 
 app = typer.Typer(no_args_is_help=True, help="Certificates: CAs, devices' client PFX files, checks, profile.")
-ca_app = typer.Typer(
-    no_args_is_help=True, help="Known CA certificates (the trust anchors of client certificates)."
-)
 app.add_typer(ca_app, name="ca")
 
 EXIT_FAILED = 1
@@ -57,7 +53,7 @@ def _errors(console: Console) -> Iterator[None]:
     """Bad input → message and exit 2; refusals of the store → message and exit 1."""
     try:
         yield
-    except (CertificateLoadError, lab.IssueError, SecretError, OSError, UserFileError, PfxError) as e:
+    except (CertificateLoadError, IssueError, SecretError, OSError, UserFileError, PfxError) as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except (store.CertStoreError, ValueError) as e:
@@ -78,92 +74,6 @@ def _vault(console: Console) -> store.BoxVault:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     return store.BoxVault(box)
-
-
-def _facts_json(f: CertFacts) -> dict[str, Any]:
-    return f.to_json()
-
-
-# ---------------------------------------------------------------- ca
-
-
-@ca_app.command("add")
-def ca_add(
-    files: Annotated[list[Path], typer.Argument(help="PEM or DER certificates, PEM bundles, PKCS#7 files.")],
-    json_out: JsonOpt = False,
-) -> None:
-    """Register CA certificates (bundles are split; each certificate is stored once, by SHA-256)."""
-    console = Console(json_mode=json_out)
-    results: list[dict[str, Any]] = []
-    failed: list[str] = []
-    for path in files:
-        try:
-            certs = load_certificates(read_user_file(path, CERTIFICATE), str(path))
-        except (CertificateLoadError, UserFileError, OSError) as e:
-            console.error(f"{path}: {e.strerror}" if isinstance(e, OSError) else str(e))
-            failed.append(str(path))
-            continue
-        with session_scope(context.engine()) as s:
-            added = store.add_cas(s, certs)
-        for a in added:
-            if not a.facts.is_ca:
-                console.warning(
-                    f"{path}: {a.facts.subject} is not a CA certificate (basicConstraints CA:FALSE)"
-                )
-            results.append({"file": str(path), "created": a.created, **_facts_json(a.facts)})
-    _audit(
-        "certs.ca.add",
-        {"files": [str(f) for f in files], "sha256": [r["sha256"] for r in results], "failed": failed},
-        "ok" if not failed else "partial",
-    )
-    if json_out:
-        console.json({"certificates": results, "failed": failed})
-    else:
-        for r in results:
-            verb = "added" if r["created"] else "already known"
-            console.success(f"{verb}: {r['subject']}")
-            console.info(f"  issuer:   {r['issuer']}")
-            console.info(f"  valid:    {r['not_before'][:10]} → {r['not_after'][:10]}")
-            console.info(f"  SHA-1:    {r['sha1']}")
-            console.info(f"  SHA-256:  {r['sha256']}")
-    if failed:
-        raise typer.Exit(EXIT_BAD_INPUT)
-
-
-@ca_app.command("list")
-def ca_list(json_out: JsonOpt = False) -> None:
-    """List the known CA certificates."""
-    console = Console(json_mode=json_out)
-    with session_scope(context.engine()) as s:
-        rows = store.list_cas(s)
-        audit.record(s, context.settings().actor, "certs.ca.list", {"count": len(rows)})
-    data: list[dict[str, Any]] = [
-        {
-            "id": r.id,
-            "subject": r.subject,
-            "issuer": r.issuer,
-            "not_before": r.not_before.isoformat(),
-            "not_after": r.not_after.isoformat(),
-            "self_signed": r.is_self_signed,
-            "sha1": r.sha1,
-            "sha256": r.sha256,
-        }
-        for r in rows
-    ]
-    if json_out:
-        console.json(data)
-        return
-    if not data:
-        console.info("no CA certificates (add them with `orchestrate certs ca add FILE`)")
-        return
-    console.table(
-        f"{len(data)} CA certificate{'s' if len(data) != 1 else ''}",
-        ["subject", "issuer", "not after", "root", "SHA-256"],
-        [
-            [d["subject"], d["issuer"], d["not_after"][:10], "yes" if d["self_signed"] else "no", d["sha256"]]
-            for d in data
-        ],
-    )
 
 
 # ---------------------------------------------------------------- client PFX
@@ -194,10 +104,6 @@ def _read_password(
             raise typer.Exit(EXIT_BAD_INPUT)
         return value.encode("utf-8"), "env"
     return getpass.getpass("PFX password: ").encode("utf-8"), "prompt"
-
-
-def _verdict_json(v: CertVerdict) -> dict[str, Any]:
-    return v.to_json()
 
 
 @app.command("add")
@@ -271,7 +177,7 @@ def _import_json(r: store.PfxImport) -> dict[str, Any]:
         "sha1": r.row.sha1,
         "sha256": r.row.sha256,
         "not_after": r.row.not_after.isoformat(),
-        "verdict": _verdict_json(r.verdict),
+        "verdict": r.verdict.to_json(),
         "algorithms": r.algorithms.to_json() if r.algorithms else None,
         "chain_known": r.chain_known,
         "chain_unknown": [{"subject": c.subject, "sha256": c.sha256} for c in r.chain_unknown],
@@ -395,7 +301,7 @@ def check(
                 "certificate_id": c.cert.id if c.cert else None,
                 "sha1": c.cert.sha1 if c.cert else None,
                 "not_after": c.cert.not_after.isoformat() if c.cert else None,
-                **_verdict_json(c.verdict),
+                **c.verdict.to_json(),
             }
             for c in checks
         ]
@@ -482,9 +388,6 @@ def issue(
     CN = SAN DNS = the device's host name, EKU clientAuth, KU digitalSignature + keyEncipherment, the CA
     certificate included; protected with the legacy algorithms macOS imports.
     """
-    from orchestrator import inventory_store
-    from orchestrator.certs.pfx import one_time_password
-
     console = Console(json_mode=json_out)
     if no_import and out is None:
         console.error("--no-import needs --out (otherwise nothing would be kept)")
@@ -493,60 +396,25 @@ def issue(
         console.error("--no-import needs --password-file (a random password would be lost)")
         raise typer.Exit(EXIT_BAD_INPUT)
     groups, limits = targets(group, limit)
+    settings = context.settings()
     with _errors(console):
-        certs = load_certificates(read_user_file(ca_cert, CERTIFICATE), str(ca_cert))
-        key = lab.load_ca_key(read_user_file(ca_key, PRIVATE_KEY), str(ca_key))
-        lab.check_ca_pair(certs[0], key)
-        fixed = None
-        if password_file is not None:
-            fixed = read_user_file(password_file, PASSWORD).removesuffix(b"\n").removesuffix(b"\r")
-            if not fixed:
-                raise ValueError(f"{password_file}: the password is empty")
+        ca = lab.load_lab_ca(ca_cert, ca_key)
+        password = lab.read_password_file(password_file) if password_file is not None else None
         vault = None if no_import else _vault(console)
-        with session_scope(context.engine()) as s:
-            devices = inventory_store.resolve_targets(s, groups, limits)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        now = utcnow()
-        issued: list[dict[str, Any]] = []
-        for dev in devices:
-            pw = fixed or one_time_password()
-            name = certificate_name(dev, context.settings().certs.name_rule)  # its live name, when probed
-            data = lab.issue_client_pfx(certs[0], key, name, pw, now, days, chain=certs)
-            entry: dict[str, Any] = {"device": dev.name, "hostname": name}
-            if out is not None:
-                dest = out / f"{dev.name}.pfx"
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                entry["file"] = str(dest)
-            if vault is not None:
-                with session_scope(context.engine()) as s:
-                    r = store.import_pfx(
-                        s, vault, data, pw, f"issued for {dev.name}", now=now, device_name=dev.name,
-                        rule=context.settings().certs.name_rule,
-                    )  # fmt: skip
-                    entry.update(_import_json(r))
-            issued.append(entry)
-    _audit(
-        "certs.issue",
-        {
-            "groups": groups,
-            "limits": limits,
-            "ca_cert": str(ca_cert),
-            "ca_key_file": str(ca_key),
-            "days": days,
-            "out": str(out) if out else None,
-            "imported": not no_import,
-            "devices": [e["device"] for e in issued],
-        },
-    )
+        issued = lab.issue_for_targets(
+            context.engine(), ca, groups, limits, days=days, now=utcnow(), rule=settings.certs.name_rule,
+            actor=settings.actor, out=out, password=password, vault=vault,
+        )  # fmt: skip
     if json_out:
-        console.json(issued)
+        console.json([
+            {"device": i.device, "hostname": i.hostname, **({"file": str(i.file)} if i.file else {}),
+             **(_import_json(i.stored) if i.stored else {})}
+            for i in issued
+        ])  # fmt: skip
         return
-    for e in issued:
-        where = f" → {e['file']}" if "file" in e else ""
-        stored = ", stored" if e.get("stored") else ""
-        console.success(f"{e['device']}: CN={e['hostname']}{where}{stored}")
+    for i in issued:
+        where = f" → {i.file}" if i.file else ""
+        stored = ", stored" if i.stored else ""
+        console.success(f"{i.device}: CN={i.hostname}{where}{stored}")
     if not issued:
         console.info("no devices selected")

@@ -8,7 +8,6 @@ Exit codes: 0 done; 1 the Mac could not be probed, or (capture) a probe's output
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +16,13 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.capture import redaction_for, write_fixtures
-from orchestrator.cli import context
-from orchestrator.cli.deploy import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import JsonOpt
+from orchestrator.cli.remote import Capture, CaptureError, capture_device
 from orchestrator.console import Console
 from tasks.facts import FactsError, parse_client_facts, parse_sw_vers, parse_uname_m
-from workers.capture import Capture, CaptureError, capture
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
 
 
 def _case(c: Capture) -> str:
@@ -63,7 +63,7 @@ def facts(
         console.error(f"--case {case!r}: use letters, digits, '.', '_' or '-'")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        got = asyncio.run(capture(context.engine(), context.settings(), host, full=capture_dir is not None))
+        got = capture_device(host, full=capture_dir is not None)
     except CaptureError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_FAILED if "no device named" not in str(e) else EXIT_BAD_INPUT) from None

@@ -8,12 +8,12 @@ judges against them. A Mac that cannot be read is reported with its error and le
 
 from __future__ import annotations
 
-import asyncio
+from contextlib import nullcontext
 from typing import Any
 
 from orchestrator import audit
 from orchestrator import inventory_store as store
-from orchestrator.cli import context
+from orchestrator.cli import context, remote
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
 from orchestrator.state.db import session_scope
@@ -27,22 +27,14 @@ def run_probe(
 ) -> int:
     """Probe, store, render; the exit code (0 all read, 1 some could not be read). Raises TargetingError
     or UnknownDevice for a bad selection (the caller maps them to exit 2)."""
-    from workers.probe import probe_devices
-
     settings = context.settings()
     engine = context.engine()
     with session_scope(engine) as s:
         devices = store.resolve_targets(s, groups, limits)
         s.expunge_all()
     display = None if console.json_mode else RunDisplay(console.out, len(devices), title="probe")
-    work = probe_devices(
-        engine, settings, devices, concurrency=concurrency, on_event=display.on_event if display else None
-    )
-    if display is not None:
-        with display:
-            results = asyncio.run(work)
-    else:
-        results = asyncio.run(work)
+    with display or nullcontext():
+        results = remote.probe(devices, concurrency, display.on_event if display else None)
     now = utcnow()
     rows: list[dict[str, Any]] = []
     with session_scope(engine) as s:

@@ -8,13 +8,12 @@ is unverified (running, Switch connection not confirmed); 130 Ctrl-C.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli import context
-from orchestrator.cli.deploy import EXIT_BAD_INPUT, EXIT_FAILED, _print_refused, drive_run
+from orchestrator.cli import context, remote
+from orchestrator.cli.dispatch import EXIT_BAD_INPUT, EXIT_FAILED, drive_run, print_refused
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.inventory_store import resolve_targets
@@ -39,7 +38,7 @@ def _run(
     except PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _print_refused(console, plan.refused)
+    print_refused(console, plan.refused)
     assert plan.run_id is not None
     console.info(f"run {plan.run_id}: {what} on {len(plan.device_ids)} device(s)")
     raise typer.Exit(drive_run(console, plan.run_id, len(plan.device_ids), concurrency))
@@ -130,7 +129,7 @@ def converge(
     except PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _print_refused(console, plan.refused)
+    print_refused(console, plan.refused)
     assert plan.run_id is not None
     n, version = len(plan.device_ids), plan.params["version"]
     console.info(f"run {plan.run_id}: converging {n} device(s) on {version}")
@@ -144,8 +143,6 @@ def logs(
     json_out: JsonOpt = False,
 ) -> None:
     """Print the tail of the 1E Client's log(s) on one Mac (read-only; nothing is recorded)."""
-    from workers.local import dry_run
-
     console = Console(json_mode=json_out)
     with session_scope(context.engine()) as s:
         devices = resolve_targets(s, [], [host])
@@ -154,8 +151,7 @@ def logs(
         console.error(f"no device named {host!r}: see `orchestrate inventory list`")
         raise typer.Exit(EXIT_BAD_INPUT)
     params = {"lines": lines, "daemon": daemon}
-    plans = asyncio.run(dry_run(context.engine(), context.settings(), params, ids, kind="logs"))
-    plan = plans[0]
+    plan = remote.plans(params, ids, kind="logs")[0]
     if plan.error is not None:
         console.error(f"{host}: {plan.error[0]}: {plan.error[1]}")
         raise typer.Exit(EXIT_FAILED)

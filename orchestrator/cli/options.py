@@ -44,6 +44,13 @@ TrustOpt = Annotated[
         show_default=False,
     ),
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option("--executor", help="local (this process) or celery (the workers); default: config."),
+]
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", help="With celery: return once the run is dispatched (see runs show).")
+]
 
 
 def targets(group: list[str] | None, limit: list[str] | None) -> tuple[list[str], list[str]]:

@@ -13,8 +13,7 @@ import typer
 
 from orchestrator import reports, runs
 from orchestrator.cli import context
-from orchestrator.cli.deploy import DetachOpt, ExecutorOpt, drive_run
-from orchestrator.cli.options import ConcurrencyOpt, JsonOpt
+from orchestrator.cli.options import ConcurrencyOpt, DetachOpt, ExecutorOpt, JsonOpt
 from orchestrator.cli.status import columns
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
@@ -135,6 +134,8 @@ def resume(
     json_out: JsonOpt = False,
 ) -> None:
     """Continue a stopped run: every unfinished device goes on from its last completed step."""
+    from orchestrator.cli.dispatch import drive_run  # here: `runs list|show` need no driver (workers)
+
     console = Console(json_mode=json_out)
     settings = context.settings()
     try:
@@ -178,6 +179,8 @@ def retry(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-run a run's failed devices (and only them), each from a fresh look at the Mac."""
+    from orchestrator.cli.dispatch import drive_run  # here: `runs list|show` need no driver (workers)
+
     console = Console(json_mode=json_out)
     if not failed:
         console.error("say what to retry: --failed (the only kind for now)")

@@ -67,7 +67,8 @@ def status(
 
 def _refresh(console: Console, groups: list[str], limits: list[str]) -> int:
     """A read-only `check` run over the targeted devices with the client on record; its exit code."""
-    from orchestrator.cli.deploy import _print_refused, drive_run
+    # here, not at the top: plain `status` should not load the drivers (dispatch imports workers)
+    from orchestrator.cli.dispatch import drive_run, print_refused
     from orchestrator.inventory_store import resolve_targets
     from orchestrator.planning.plans import plan_lifecycle_run
     from orchestrator.planning.request import PlanningError
@@ -86,7 +87,7 @@ def _refresh(console: Console, groups: list[str], limits: list[str]) -> int:
     except (TargetingError, PlanningError) as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _print_refused(console, plan.refused)
+    print_refused(console, plan.refused)
     console.info(f"run {plan.run_id}: re-checking {len(plan.device_ids)} device(s), read-only")
     assert plan.run_id is not None
     return drive_run(console, plan.run_id, len(plan.device_ids), None)

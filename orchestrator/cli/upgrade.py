@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import context
-from orchestrator.cli.deploy import EXIT_BAD_INPUT, _print_refused, drive_run
+from orchestrator.cli.dispatch import EXIT_BAD_INPUT, drive_run, print_refused
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.planning.plans import plan_upgrade_run
@@ -98,7 +98,7 @@ def upgrade(
     except PlanningError as e:
         console.error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _print_refused(console, plan.refused)
+    print_refused(console, plan.refused)
     assert plan.run_id is not None
     sizes = plan.params.get("waves") or []
     console.info(
