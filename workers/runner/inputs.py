@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from orchestrator.certs.pfx import one_time_password, rewrap_for_macos
@@ -242,7 +243,7 @@ def _identity(cert: ClientCertificate | None) -> IdentityRef | None:
 
 
 def _secret_inputs(
-    engine: Any,
+    engine: Engine | Connection,
     wf: Workflow,
     params: Params,
     cert: ClientCertificate,
