@@ -12,12 +12,13 @@ from typing import Any
 from tasks.facts import (
     CLIENT_LOG,
     DAEMON_LOG,
+    LOG_TAIL_LINES,
     ClientFacts,
     FactsError,
     client_fact_commands,
     parse_client_facts,
 )
-from tasks.model import Command, ProbeOutput, VerifyVerdict, Workflow
+from tasks.model import SAMPLE_RUN_ID, Command, JobInputs, ProbeOutput, VerifyVerdict, Workflow, checked
 
 LOG_PREFIX = "log:"
 MAX_LINES = 100_000
@@ -83,10 +84,22 @@ def _never(facts: Any, params: Any, outputs: list[ProbeOutput]) -> VerifyVerdict
     raise AssertionError("the logs workflow has no verify step")
 
 
+def build_params(job: JobInputs) -> LogsParams:
+    p = job.run_params
+    base = {"run_id": job.run_id, "lines": int(p.get("lines") or 200), "daemon": bool(p.get("daemon"))}
+    return checked("logs", job, lambda: LogsParams.from_json(base))
+
+
+def sample_params(facts: ClientFacts | None) -> LogsParams:
+    return LogsParams(SAMPLE_RUN_ID, LOG_TAIL_LINES, daemon=True)
+
+
 LOGS = Workflow(
     name="logs",
     steps=(),
     fact_commands=fact_commands,
     parse_facts=parse_facts,
     judge_verify=_never,
+    build_params=build_params,
+    sample_params=sample_params,
 )

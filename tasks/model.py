@@ -7,10 +7,14 @@ its stdin names the input (`stdin="identity-import"`) and the runner supplies th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, Generic, Protocol, TypedDict
+
+from typing_extensions import TypeVar  # a default for the type variables (typing has it from 3.13)
+
+from tasks.refs import CaRef, DmgRef, IdentityRef
 
 
 class FactsError(ValueError):
@@ -202,19 +206,182 @@ class VerifyVerdict:
         return not self.done and self.failure is None
 
 
+class Params(Protocol):
+    """A workflow's typed parameters (a frozen dataclass per workflow)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+class Facts(Protocol):
+    """A workflow's typed facts record; `as_json()` is what the runner stores as the device's facts."""
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+# defaults: a plain `Workflow` is any workflow (the runner passes params and facts on without reading them)
+P = TypeVar("P", bound=Params, default=Any)
+F = TypeVar("F", bound=Facts, default=Any)
+
+
+class ParamsError(ValueError):
+    """A device's inputs do not make params for this workflow (recorded as the job's failure)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class Read(StrEnum):
+    """What of a device the runner reads from the database for a workflow's `build_params`."""
+
+    IDENTITY = "identity"  # the device's active client certificate
+    CAS_ADDED = "cas_added"  # the CA certificates our runs trusted on it (audit trail)
+
+
 @dataclass(frozen=True)
-class Workflow:
-    """A workflow: its steps in order, how to gather facts, and how to judge verify output.
+class JobInputs:
+    """What a workflow builds its params from: the run's params (its JSON) and the device's own inputs,
+    read by the runner (workers/runner/inputs.py) and handed over as plain values."""
+
+    run_id: str
+    device_name: str
+    run_params: Mapping[str, Any]
+    private_dir: str
+    dmg: DmgRef | None = None
+    cas: tuple[CaRef, ...] = ()
+    identity: IdentityRef | None = None  # with Read.IDENTITY: None when the device has no certificate
+    cas_added: tuple[str, ...] = ()  # with Read.CAS_ADDED: SHA-1s (lower case), first trusted first
+
+
+def checked(kind: str, inputs: JobInputs, make: Callable[[], P]) -> P:
+    """make(), its bad-value errors said as what they are: the run's `kind` parameters for this device."""
+    try:
+        return make()
+    except (ValueError, TypeError, KeyError) as e:
+        raise ParamsError("BadParameters", f"{kind} parameters for {inputs.device_name}: {e}") from None
+
+
+class Outcome(StrEnum):
+    """How a device job ended, as a workflow's `device_update` sees it (the JobStatus values)."""
+
+    SUCCEEDED = "succeeded"
+    UNVERIFIED = "unverified"  # done, but the connection to the Switch was not seen
+    AWAITING_TRUST = "awaiting_trust"  # done but for the CA trust (an MDM profile is to bring it)
+    FAILED = "failed"
+
+
+class Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP  # a DeviceUpdate field left as recorded
+
+
+@dataclass(frozen=True)
+class DeviceUpdate:
+    """What a finished job says of the device's row (the runner adds last_run_id/outcome/error)."""
+
+    installed_version: str | Keep | None = KEEP
+    connected: bool | Keep | None = KEEP
+
+    def columns(self) -> dict[str, str | bool | None]:
+        out: dict[str, str | bool | None] = {}
+        if not isinstance(self.installed_version, Keep):
+            out["installed_version"] = self.installed_version
+        if not isinstance(self.connected, Keep):
+            out["connected"] = self.connected
+        return out
+
+
+def observed(outcome: Outcome, connected: bool | None, params: object) -> DeviceUpdate:
+    """The device row after a job that installs or removes nothing: what verify saw of the connection."""
+    if outcome is Outcome.SUCCEEDED:
+        return DeviceUpdate(connected=True) if connected else DeviceUpdate()
+    if outcome is Outcome.UNVERIFIED:
+        return DeviceUpdate(connected=None)  # unknown, not false: converge and `status --refresh` look again
+    if outcome is Outcome.FAILED and connected is not None:
+        return DeviceUpdate(connected=connected)
+    return DeviceUpdate()
+
+
+class FactColumns(TypedDict, total=False):
+    """Device columns a workflow's facts fill (a column its facts do not speak of is left alone)."""
+
+    reported_hostname: str | None
+    arch: str | None
+    macos_version: str | None
+    installed_version: str | None
+
+
+def mac_fact_columns(facts: Facts) -> FactColumns:
+    """The columns of facts that carry the Mac's own (MacFacts.as_json keys); "" is stored as None."""
+    doc = facts.as_json()
+    out = FactColumns()
+    if "hostname" in doc:
+        out["reported_hostname"] = doc["hostname"] or None
+    if "arch" in doc:
+        out["arch"] = doc["arch"] or None
+    if "macos_version" in doc:
+        out["macos_version"] = doc["macos_version"] or None
+    if "client_version" in doc:
+        out["installed_version"] = doc["client_version"] or None
+    return out
+
+
+Executed = Sequence[tuple[str, tuple[str, ...]]]
+"""(step, argv) of every command that ran OK in a job."""
+
+
+def none_trusted(params: object, executed: Executed) -> tuple[CaRef, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Rollback(Generic[P, F]):
+    """What rolling back means for a workflow (with `rollback` in a run's params).
+
+    after: the steps whose failure may leave the new version in (a failure there may roll back).
+    previous(facts, params): the version to go back to, None when there is none (or it is the target).
+    target(params): the version the job was putting in. params(params, dmg): the same job aimed at the
+    previous version's DMG (which the runner finds in the artifact store)."""
+
+    after: frozenset[str]
+    previous: Callable[[F, P], str | None]
+    target: Callable[[P], str]
+    params: Callable[[P, DmgRef], P]
+
+
+@dataclass(frozen=True)
+class Workflow(Generic[P, F]):
+    """A workflow: its steps in order, how to gather facts, how to judge verify output, and what its kind
+    means to the runner (the runner asks; it knows no kind by name).
 
     fact_commands(params): named read-only commands run in ONE exec (as root); `parse_facts(params,
     {name: output})` turns their outputs into the facts record. judge_verify(facts, params, outputs) reads
-    the VERIFY step's command outputs."""
+    the VERIFY step's command outputs. build_params(inputs): the params of one device's job, from what
+    `reads` names (raises ParamsError or ValueError). sample_params(facts or None): params a run could have
+    on that Mac, for the capture kit. device_update(outcome, connected, params): the device row after the
+    job. fact_columns(facts): the device columns the facts fill. rollback: None when failures never roll
+    back. trusted_cas(params, executed): the CAs the job put in the System keychain (audited, so
+    `uninstall --remove-ca` removes ours only). stdin_inputs: the named `security -i` style inputs the
+    runner makes with the one-time password it re-wraps the device's PFX with."""
 
     name: str
     steps: tuple[StepDef, ...]
-    fact_commands: Callable[[Any], tuple[tuple[str, Command], ...]]
-    parse_facts: Callable[[Any, Mapping[str, ProbeOutput]], Any]
-    judge_verify: Callable[[Any, Any, list[ProbeOutput]], VerifyVerdict]
+    fact_commands: Callable[[P], tuple[tuple[str, Command], ...]]
+    parse_facts: Callable[[P, Mapping[str, ProbeOutput]], F]
+    judge_verify: Callable[[F, P, list[ProbeOutput]], VerifyVerdict]
+    build_params: Callable[[JobInputs], P]
+    sample_params: Callable[[F | None], P]
+    reads: frozenset[Read] = frozenset()
+    device_update: Callable[[Outcome, bool | None, P], DeviceUpdate] = observed
+    fact_columns: Callable[[F], FactColumns] = mac_fact_columns
+    rollback: Rollback[P, F] | None = None
+    trusted_cas: Callable[[P, Executed], tuple[CaRef, ...]] = none_trusted
+    stdin_inputs: Mapping[str, Callable[[P, str], bytes]] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def step(self, name: str) -> StepDef:
@@ -222,6 +389,10 @@ class Workflow:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+SAMPLE_RUN_ID = "capture"
+SAMPLE_PRIVATE_DIR = "/private/tmp/macfleet-capture"  # never created: a capture runs read-only probes only
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tasks import facts as f
-from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams
 from tasks.install import verify as v
 from tasks.install.pkginfo import parse_package_info
-from tasks.logs import LOG_PREFIX, LogsParams, parse_logs
-from tasks.model import Command, Plan, ProbeOutput, Refusal
-from tasks.reconfigure import ReconfigureParams
+from tasks.logs import LOG_PREFIX, parse_logs
+from tasks.model import SAMPLE_PRIVATE_DIR, Command, Plan, ProbeOutput, Refusal
 from tasks.registry import WORKFLOWS
-from tasks.service import CheckParams, RestartParams, StartParams, StopParams
-from tasks.uninstall import UninstallParams
 
-RUN_ID = "capture"
-PRIVATE_DIR = "/private/tmp/macfleet-capture"  # never created: a capture runs read-only probes only
-CACHE_DIR = "/Library/Caches/macfleet"
+PRIVATE_DIR = SAMPLE_PRIVATE_DIR  # never created: a capture runs read-only probes only
 
 
 def _log(name: str) -> Callable[[ProbeOutput], str]:
@@ -72,43 +66,10 @@ def fixture_name(probe: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", probe).strip("-") or "probe"
 
 
-def _hex(n: int, width: int) -> str:
-    return f"{n:0{width}x}"
-
-
 def sample_params(kind: str, facts: Any = None) -> Any:
-    """Parameters a run of workflow `kind` could have on this Mac, so its planners name every probe they
-    use: the Mac's own version, conf and identity where the facts have them (a capture changes nothing:
-    only read-only commands of the resulting plans are run)."""
-    mac: f.MacFacts | None = getattr(facts, "mac", facts)
-    conf = dict(mac.conf or {}) if mac is not None else {}
-    version = (mac.client_version if mac is not None else None) or "1.0"
-    ident = mac.identities[0].sha1 if mac is not None and mac.identities else _hex(0, 40)
-    if kind in ("install", "upgrade"):
-        return InstallParams(
-            run_id=RUN_ID,
-            version=version,
-            switch=conf.get("Switch") or "switch.invalid:443",
-            background_url=conf.get("BackgroundChannelUrl") or "https://switch.invalid/Background/",
-            dmg=DmgRef(version, _hex(0, 64), 0, f"1e.client-macOS_v{version}.dmg"),
-            identity=IdentityRef(ident, _hex(0, 64), (mac.hostname,) if mac is not None else ()),
-            cas=tuple(
-                CaRef(c.sha256 or _hex(0, 64), c.sha1, c.label or "", c.label, f"ca-{i}.pem")
-                for i, c in enumerate(mac.certificates[:1] if mac is not None else ())
-            ),
-            private_dir=PRIVATE_DIR,
-            cache_dir=CACHE_DIR,
-        )
-    if kind == "uninstall":
-        cas = tuple(c.sha1 for c in (mac.certificates[:1] if mac is not None else ()))
-        return UninstallParams(RUN_ID, PRIVATE_DIR, None, True, ident, cas)
-    if kind == "reconfigure":
-        switch = conf.get("Switch") or "switch.invalid:443"
-        return ReconfigureParams(RUN_ID, (("SWITCH", switch),))
-    if kind == "logs":
-        return LogsParams(RUN_ID, f.LOG_TAIL_LINES, daemon=True)
-    service = {"start": StartParams, "stop": StopParams, "restart": RestartParams, "check": CheckParams}
-    return service[kind](RUN_ID)
+    """Parameters a run of workflow `kind` could have on this Mac (its facts, as that workflow parses them),
+    so its planners name every probe they use: each workflow says what (`Workflow.sample_params`)."""
+    return WORKFLOWS[kind].sample_params(facts)
 
 
 def _add(found: dict[tuple[str, ...], tuple[str, Command]], name: str, c: Command) -> None:

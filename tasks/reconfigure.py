@@ -21,14 +21,17 @@ from tasks.facts import CONF, UPDATECONF, ClientFacts, client_fact_commands, par
 from tasks.install.explain import _last_line
 from tasks.install.verify import LOG_MARK, connected_commands, judge_connected
 from tasks.model import (
+    SAMPLE_RUN_ID,
     Command,
     FailureReason,
+    JobInputs,
     Phase,
     Plan,
     ProbeOutput,
     StepDef,
     VerifyVerdict,
     Workflow,
+    checked,
     commands,
     noop,
     refuse,
@@ -167,6 +170,18 @@ def explain_updateconf(
     return FailureReason("UpdateConfFailed", last)
 
 
+def build_params(job: JobInputs) -> ReconfigureParams:
+    pairs = [list(pair) for pair in job.run_params.get("pairs", [])]
+    doc = {"run_id": job.run_id, "pairs": pairs}
+    return checked("reconfigure", job, lambda: ReconfigureParams.from_json(doc))
+
+
+def sample_params(facts: ClientFacts | None) -> ReconfigureParams:
+    """The Mac's own Switch, so the planners name every probe they use."""
+    conf = dict(facts.mac.conf or {}) if facts is not None else {}
+    return ReconfigureParams(SAMPLE_RUN_ID, (("SWITCH", conf.get("Switch") or "switch.invalid:443"),))
+
+
 RECONFIGURE = Workflow(
     name="reconfigure",
     steps=(
@@ -178,4 +193,6 @@ RECONFIGURE = Workflow(
     fact_commands=lambda params: client_fact_commands(),
     parse_facts=lambda params, outputs: parse_client_facts(outputs),
     judge_verify=judge_verify,
+    build_params=build_params,
+    sample_params=sample_params,
 )

@@ -1,5 +1,9 @@
 """Every workflow by the name the orchestrator runs it under, and its typed params class.
 
+A workflow owns its kind (tasks/model.py `Workflow`): its params from a run, the device row after a job,
+the facts that become columns, rollback, sample params. Adding one is its module plus a line in WORKFLOWS
+and PARAMS here.
+
 "upgrade" is the install workflow under its own name: the same steps (an installed older version is the
 install step's "other version" case; a Mac at the target plans nothing mutating); its extras are install
 params (`allow_all_apps`, the pkg method's conf preservation, the version check in verify) and
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from tasks.install import INSTALL, InstallParams
 from tasks.logs import LOGS, LogsParams
@@ -27,16 +31,9 @@ from tasks.service import (
 )
 from tasks.uninstall import UNINSTALL, UninstallParams
 
-
-class Params(Protocol):
-    run_id: str
-
-    def as_json(self) -> dict[str, Any]: ...
-
-
 UPGRADE = dataclasses.replace(INSTALL, name="upgrade")
 
-WORKFLOWS: dict[str, Workflow] = {
+WORKFLOWS: dict[str, Workflow[Any, Any]] = {
     "install": INSTALL,
     "upgrade": UPGRADE,
     "uninstall": UNINSTALL,
@@ -59,6 +56,15 @@ PARAMS: dict[str, type[Any]] = {
     "logs": LogsParams,
     "check": CheckParams,
 }
+
+
+# run kinds that run another kind's workflow: converge re-runs install (every step re-checks the Mac)
+ALIASES: dict[str, str] = {"converge": "install"}
+
+
+def workflow_for(kind: str) -> Workflow[Any, Any] | None:
+    """The workflow a run of this kind executes; None for a kind no workflow runs."""
+    return WORKFLOWS.get(ALIASES.get(kind, kind))
 
 
 def params_from_json(kind: str, data: Mapping[str, Any]) -> Any:

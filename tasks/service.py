@@ -13,9 +13,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from tasks.facts import (
     LABEL,
@@ -28,16 +28,22 @@ from tasks.facts import (
 from tasks.install.explain import _last_line
 from tasks.install.verify import LOG_MARK, NOT_FOUND, connected_commands, judge_connected
 from tasks.model import (
+    SAMPLE_RUN_ID,
     Command,
+    DeviceUpdate,
     FailureReason,
+    JobInputs,
+    Outcome,
     Phase,
     Plan,
     ProbeOutput,
     StepDef,
     VerifyVerdict,
     Workflow,
+    checked,
     commands,
     noop,
+    observed,
     refuse,
 )
 
@@ -169,30 +175,62 @@ def _parse(params: Any, outputs: Mapping[str, ProbeOutput]) -> ClientFacts:
     return parse_client_facts(outputs)
 
 
-def _workflow(name: str, step: StepDef, verify: Any, judge: Any) -> Workflow:
+S = TypeVar("S", bound=ServiceParams)
+
+
+def _builder(name: str, cls: type[S]) -> Callable[[JobInputs], S]:
+    """build_params of a service workflow: the run id is all it takes."""
+
+    def build(job: JobInputs) -> S:
+        return checked(name, job, lambda: cls.from_json({"run_id": job.run_id}))
+
+    return build
+
+
+def _sample(cls: type[S]) -> Callable[[ClientFacts | None], S]:
+    return lambda facts: cls(SAMPLE_RUN_ID)
+
+
+def stopped_update(outcome: Outcome, connected: bool | None, params: ServiceParams) -> DeviceUpdate:
+    """A stopped client is not connected."""
+    if outcome is Outcome.SUCCEEDED:
+        return DeviceUpdate(connected=False)
+    return observed(outcome, connected, params)
+
+
+def _workflow(
+    name: str, cls: type[S], step: StepDef, verify: Any, judge: Any, update: Any = observed
+) -> Workflow[S, ClientFacts]:
     return Workflow(
         name=name,
         steps=(step, StepDef("verify", verify, phase=Phase.VERIFY, description="launchd job, log, socket")),
         fact_commands=_facts,
         parse_facts=_parse,
         judge_verify=judge,
+        build_params=_builder(name, cls),
+        sample_params=_sample(cls),
+        device_update=update,
     )
 
 
 START = _workflow(
     "start",
+    StartParams,
     StepDef("start", start, explain=explain_launchctl, description="load -w, or kickstart"),
     verify_connected,
     judge_started,
 )
 STOP = _workflow(
     "stop",
+    StopParams,
     StepDef("stop", stop, explain=explain_launchctl, description="bootout"),
     verify_stopped,
     judge_stopped,
+    stopped_update,
 )
 RESTART = _workflow(
     "restart",
+    RestartParams,
     StepDef("restart", restart, explain=explain_launchctl, description="kickstart -k, or load -w"),
     verify_connected,
     judge_started,
@@ -206,4 +244,6 @@ CHECK = Workflow(
     fact_commands=_facts,
     parse_facts=_parse,
     judge_verify=judge_started,
+    build_params=_builder("check", CheckParams),
+    sample_params=_sample(CheckParams),
 )

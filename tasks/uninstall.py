@@ -38,22 +38,30 @@ from tasks.facts import (
     parse_pkg_info,
 )
 from tasks.install.explain import _last_line, explain_hdiutil
-from tasks.install.params import DmgRef
 from tasks.install.trust import bounded, classify_refusal
 from tasks.model import (
+    SAMPLE_PRIVATE_DIR,
+    SAMPLE_RUN_ID,
     Command,
+    DeviceUpdate,
     FailureReason,
+    JobInputs,
+    Outcome,
     Phase,
     Plan,
     ProbeOutput,
+    Read,
     StepDef,
     Upload,
     VerifyVerdict,
     Workflow,
+    checked,
     commands,
     noop,
+    observed,
     refuse,
 )
+from tasks.refs import DmgRef
 from tasks.service import explain_launchctl, stop_command
 
 CLIENT_PARENT = posixpath.dirname(CLIENT_DIR)  # /Library/Application Support/1E (removed only when empty)
@@ -349,6 +357,34 @@ def explain_keychain(
     return FailureReason("KeychainDeleteFailed", _last_line(stdout, stderr))
 
 
+def build_params(job: JobInputs) -> UninstallParams:
+    """The run's DMG (for uninstall.sh), the device's identity when the run removes it (and the device has
+    one), and the CAs our runs trusted on it when the run removes them (never a CA that was there before)."""
+    p = job.run_params
+    remove_identity = bool(p.get("remove_identity")) and job.identity is not None
+    sha1 = job.identity.sha1.lower() if remove_identity and job.identity is not None else None
+    cas = job.cas_added if p.get("remove_ca") else ()
+    return checked(
+        "uninstall",
+        job,
+        lambda: UninstallParams(job.run_id, job.private_dir, job.dmg, remove_identity, sha1, cas),
+    )
+
+
+def sample_params(facts: ClientFacts | None) -> UninstallParams:
+    """Removing the Mac's own first identity and CA, so the planners name every probe they use."""
+    mac = facts.mac if facts is not None else None
+    ident = mac.identities[0].sha1 if mac is not None and mac.identities else "0" * 40
+    cas = tuple(c.sha1 for c in (mac.certificates[:1] if mac is not None else ()))
+    return UninstallParams(SAMPLE_RUN_ID, SAMPLE_PRIVATE_DIR, None, True, ident, cas)
+
+
+def device_update(outcome: Outcome, connected: bool | None, params: UninstallParams) -> DeviceUpdate:
+    if outcome is Outcome.SUCCEEDED:
+        return DeviceUpdate(installed_version=None, connected=False)
+    return observed(outcome, connected, params)
+
+
 UNINSTALL = Workflow(
     name="uninstall",
     steps=(
@@ -373,4 +409,8 @@ UNINSTALL = Workflow(
     fact_commands=lambda params: client_fact_commands(),
     parse_facts=lambda params, outputs: parse_client_facts(outputs),
     judge_verify=judge_verify,
+    build_params=build_params,
+    sample_params=sample_params,
+    reads=frozenset({Read.IDENTITY, Read.CAS_ADDED}),
+    device_update=device_update,
 )

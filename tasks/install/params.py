@@ -7,46 +7,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from tasks.hostnames import DEFAULT_NAME_RULE, check_rule
+from tasks.refs import CaRef as CaRef  # re-exported: the install workflow's importers find them here
+from tasks.refs import DmgRef as DmgRef
+from tasks.refs import IdentityRef as IdentityRef
 
-
-@dataclass(frozen=True)
-class CaRef:
-    """A CA certificate for the System keychain. pem_name: its file name in the private dir. self_signed: a
-    root (trusted with `add-trusted-cert -r trustRoot`); otherwise an intermediate, which needs no trust
-    setting, only to be in the keychain (`add-certificates`)."""
-
-    sha256: str
-    sha1: str
-    subject: str
-    common_name: str | None
-    pem_name: str
-    self_signed: bool = True
-
-
-@dataclass(frozen=True)
-class DmgRef:
-    """The 1E Client disk image (e.g. file_name "1e.client-macOS_v8.0.2.5.dmg")."""
-
-    version: str
-    sha256: str
-    size: int
-    file_name: str
-
-    @property
-    def pkg_name(self) -> str:
-        """The package inside the image: the DMG's name with .pkg (1e.client-macOS_v<version>.pkg)."""
-        return self.file_name.removesuffix(".dmg") + ".pkg"
-
-
-@dataclass(frozen=True)
-class IdentityRef:
-    """The device's client certificate: SHA-1/SHA-256 hex (any case) and its names (CN + SAN DNS)."""
-
-    sha1: str
-    sha256: str
-    names: tuple[str, ...]
-
-
+CACHE_DIR = "/Library/Caches/macfleet"  # where `cache_dmg` keeps DMGs between runs
 METHODS = ("install.sh", "pkg")
 # How root CAs get trusted: "ssh" tries `add-trusted-cert` over SSH and, refused, leaves the device awaiting
 # an MDM profile; "profile" never tries (the profile from `orchestrate certs profile` is expected); "skip"

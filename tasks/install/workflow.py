@@ -1,4 +1,5 @@
-"""The install workflow object: its steps, the fact script, and `identity_import_stdin`."""
+"""The install workflow object: its steps, the fact script, `identity_import_stdin`, and what install means
+to the runner (params from a run, the device row after it, rollback, the CAs it trusted)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,29 @@ from collections.abc import Mapping
 
 from tasks import facts as f
 from tasks.facts import BINARY, MacFacts
+from tasks.hostnames import DEFAULT_NAME_RULE
 from tasks.install import explain, steps
-from tasks.install.params import InstallParams
+from tasks.install.params import CACHE_DIR, InstallParams, rollback_params
 from tasks.install.trust import AWAITING_TRUST_TYPES
 from tasks.install.verify import judge_verify
-from tasks.model import Command, Phase, ProbeOutput, StepDef, Workflow
+from tasks.model import (
+    SAMPLE_PRIVATE_DIR,
+    SAMPLE_RUN_ID,
+    Command,
+    DeviceUpdate,
+    Executed,
+    JobInputs,
+    Outcome,
+    ParamsError,
+    Phase,
+    ProbeOutput,
+    Read,
+    Rollback,
+    StepDef,
+    Workflow,
+    observed,
+)
+from tasks.refs import CaRef, DmgRef, IdentityRef
 
 # `security -i` reads lines with a 4,096-byte buffer: at most 4,095 characters are taken and the rest of a
 # longer line runs as a new command; words split on blanks, "..." groups (macsim/tools/security.py, after
@@ -54,6 +73,99 @@ def identity_import_stdin(params: InstallParams, password: str) -> bytes:
     if len(line) > SECURITY_LINE_MAX:
         raise ValueError(f"security -i line of {len(line)} characters: at most {SECURITY_LINE_MAX} are read")
     return (line + "\n").encode()
+
+
+def build_params(job: JobInputs) -> InstallParams:
+    """The install params of one device from the run's params, its certificate, the run's DMG and CAs."""
+    p = job.run_params
+    if job.identity is None:
+        raise ParamsError(
+            "NoCertificate", f"{job.device_name} has no client certificate: orchestrate certs add PFX"
+        )
+    if job.dmg is None:
+        raise ParamsError("ArtifactMissing", "the run names no DMG")
+    return InstallParams(
+        run_id=job.run_id,
+        version=str(p["version"]),
+        switch=str(p["switch"]),
+        background_url=str(p["background_url"]),
+        dmg=job.dmg,
+        identity=job.identity,
+        cas=job.cas,
+        private_dir=job.private_dir,
+        cache_dir=CACHE_DIR if p.get("cache_dmg") else None,
+        method=str(p.get("method") or "install.sh"),
+        expected_team_id=p.get("expected_team_id"),
+        min_free_bytes=int(p.get("min_free_bytes") or 0),
+        allow_all_apps=bool(p.get("allow_all_apps")),
+        name_rule=str(p.get("name_rule") or DEFAULT_NAME_RULE),
+        trust_mode=str(p.get("trust_mode") or "ssh"),
+    )
+
+
+def sample_params(mac: MacFacts | None) -> InstallParams:
+    """Install params a run could have on this Mac (its own version, conf, identity and first CA), so the
+    planners name every probe they use; a capture runs only their read-only commands."""
+    conf = dict(mac.conf or {}) if mac is not None else {}
+    version = (mac.client_version if mac is not None else None) or "1.0"
+    ident = mac.identities[0].sha1 if mac is not None and mac.identities else "0" * 40
+    return InstallParams(
+        run_id=SAMPLE_RUN_ID,
+        version=version,
+        switch=conf.get("Switch") or "switch.invalid:443",
+        background_url=conf.get("BackgroundChannelUrl") or "https://switch.invalid/Background/",
+        dmg=DmgRef(version, "0" * 64, 0, f"1e.client-macOS_v{version}.dmg"),
+        identity=IdentityRef(ident, "0" * 64, (mac.hostname,) if mac is not None else ()),
+        cas=tuple(
+            CaRef(c.sha256 or "0" * 64, c.sha1, c.label or "", c.label, f"ca-{i}.pem")
+            for i, c in enumerate(mac.certificates[:1] if mac is not None else ())
+        ),
+        private_dir=SAMPLE_PRIVATE_DIR,
+        cache_dir=CACHE_DIR,
+    )
+
+
+def device_update(outcome: Outcome, connected: bool | None, params: InstallParams) -> DeviceUpdate:
+    """The client is in at the target version unless the job failed: connected when verified, unknown when
+    unverified, not yet when the CA trust awaits (converge finishes it once trust is seen)."""
+    if outcome is Outcome.SUCCEEDED:
+        return DeviceUpdate(installed_version=params.version, connected=True)
+    if outcome is Outcome.UNVERIFIED:
+        return DeviceUpdate(installed_version=params.version, connected=None)
+    if outcome is Outcome.AWAITING_TRUST:
+        return DeviceUpdate(installed_version=params.version, connected=False)
+    return observed(outcome, connected, params)
+
+
+def previous_version(facts: MacFacts, params: InstallParams) -> str | None:
+    """The version the Mac had before this job, when it had one other than the target."""
+    v = facts.client_version
+    return v if v is not None and v != params.version else None
+
+
+def target_version(params: InstallParams) -> str:
+    return params.version
+
+
+def trusted_cas(params: InstallParams, executed: Executed) -> tuple[CaRef, ...]:
+    """The CAs this job put in the System keychain: `add-trusted-cert` that ran (a refused one too: it adds
+    the certificate before it asks for the trust change) or `add-certificates`."""
+    by_path = {params.ca_path(ca): ca for ca in params.cas}
+    return tuple(
+        by_path[argv[-1]]
+        for step, argv in executed
+        if step == "trust" and {"add-trusted-cert", "add-certificates"} & set(argv) and argv[-1] in by_path
+    )
+
+
+# failures after the new version may be in: put back the one the Mac had (the identity step re-grants key
+# access to the older binary)
+ROLLBACK = Rollback(
+    after=frozenset({"install", "identity", "start", "verify"}),
+    previous=previous_version,
+    target=target_version,
+    params=rollback_params,
+)
 
 
 INSTALL = Workflow(
@@ -100,4 +212,11 @@ INSTALL = Workflow(
     fact_commands=fact_commands,
     parse_facts=parse_facts,
     judge_verify=judge_verify,
+    build_params=build_params,
+    sample_params=sample_params,
+    reads=frozenset({Read.IDENTITY}),
+    device_update=device_update,
+    rollback=ROLLBACK,
+    trusted_cas=trusted_cas,
+    stdin_inputs={"identity-import": identity_import_stdin},
 )

@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from orchestrator.certs.pfx import one_time_password, rewrap_for_macos
@@ -23,17 +24,23 @@ from orchestrator.certs.store import BoxVault, active_certificate, load_identity
 from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR, Redactor
 from orchestrator.secrets import SecretBox, SecretNotFound, load_secret
-from orchestrator.state.models import Artifact, AuditEvent, CaCertificate, Device, DeviceJob, HostKeyPin, Run
-from tasks.hostnames import DEFAULT_NAME_RULE
-from tasks.install import CaRef, DmgRef, IdentityRef, InstallParams, identity_import_stdin
-from tasks.model import Workflow
-from tasks.registry import WORKFLOWS, params_from_json
+from orchestrator.state.models import (
+    Artifact,
+    AuditEvent,
+    CaCertificate,
+    ClientCertificate,
+    Device,
+    DeviceJob,
+    HostKeyPin,
+    Run,
+)
+from tasks.model import JobInputs, Params, ParamsError, Read, Workflow
+from tasks.refs import CaRef, DmgRef, IdentityRef
+from tasks.registry import workflow_for as workflow_for  # the run kind's workflow (celery_dispatch asks here)
 from workers.runner.device import DeviceWork, Materials
 from workers.ssh import NOPASSWD, HostKeyPolicy, SshAuth, SshTarget, SudoMode
 
-INSTALL_KINDS = ("install", "upgrade", "converge")  # runs of the install workflow (and its params)
 CA_ADDED = "ca.added"  # audit action: our run trusted this CA on this device (uninstall --remove-ca may undo)
-CACHE_DIR = "/Library/Caches/macfleet"
 
 
 class InputError(ValueError):
@@ -63,11 +70,6 @@ def share(secret: bytes, shared: list[bytes]) -> None:
     """Mask secret in every log line of this process until the job ends (`Materials.release`)."""
     LOG_REDACTOR.add(secret)
     shared.append(secret)
-
-
-def workflow_for(kind: str) -> Workflow | None:
-    """The workflow a run of this kind executes (converge re-runs install: every step re-checks the Mac)."""
-    return WORKFLOWS.get("install" if kind == "converge" else kind)
 
 
 def load_run_inputs(session: Session, run_or_id: str | Run) -> RunInputs:
@@ -194,11 +196,25 @@ def device_work(
     sudo = _sudo(session, box, device, auth, shared)
     if sudo.password:
         redactor.add(sudo.password)
+    wf = inputs.workflow
+    cert = active_certificate(session, device.id) if Read.IDENTITY in wf.reads else None
+    job_inputs = JobInputs(
+        run_id=inputs.run_id,
+        device_name=device.name,
+        run_params=inputs.params,
+        private_dir=inputs.private_dir,
+        dmg=inputs.dmg,
+        cas=tuple(ref for ref, _ in inputs.cas),
+        identity=_identity(cert),
+        cas_added=cas_added(session, device.id) if Read.CAS_ADDED in wf.reads else (),
+    )
+    try:
+        params = wf.build_params(job_inputs)
+    except ParamsError as e:
+        raise InputError(e.error_type, str(e)) from None
     produce: Callable[[str], bytes] | None = None
-    if inputs.kind in INSTALL_KINDS:
-        params, produce = _install_params(session, settings, inputs, device, box, redactor, shared)
-    else:
-        params = _lifecycle_params(session, inputs, device)
+    if cert is not None and wf.stdin_inputs:
+        produce = _secret_inputs(session.get_bind(), wf, params, cert, device.name, box, redactor, shared)
     sources: dict[str, Path | bytes] = {f"ca:{ref.sha256}": pem for ref, pem in inputs.cas}
     if inputs.dmg_path is not None:
         sources["dmg"] = inputs.dmg_path
@@ -217,96 +233,50 @@ def device_work(
     )
 
 
-def _install_params(
-    session: Session,
-    settings: Settings,
-    inputs: RunInputs,
-    device: Device,
+def _identity(cert: ClientCertificate | None) -> IdentityRef | None:
+    """The device's client certificate by its hashes and names (CN first, then the SAN DNS names)."""
+    if cert is None:
+        return None
+    cn = [cert.subject_cn] if cert.subject_cn else []
+    names = tuple(dict.fromkeys([*cn, *json.loads(cert.san_dns_json)]))
+    return IdentityRef(sha1=cert.sha1, sha256=cert.sha256, names=names)
+
+
+def _secret_inputs(
+    engine: Engine | Connection,
+    wf: Workflow,
+    params: Params,
+    cert: ClientCertificate,
+    device_name: str,
     box: Callable[[], SecretBox],
     redactor: Redactor,
     shared: list[bytes],
-) -> tuple[InstallParams, Callable[[str], bytes]]:
-    p = inputs.params
-    cert = active_certificate(session, device.id)
-    if cert is None:
-        raise InputError(
-            "NoCertificate", f"{device.name} has no client certificate: orchestrate certs add PFX"
-        )
-    if inputs.dmg is None:
-        raise InputError("ArtifactMissing", "the run names no DMG")
-    cn = [cert.subject_cn] if cert.subject_cn else []
-    names = tuple(dict.fromkeys([*cn, *json.loads(cert.san_dns_json)]))
-    params = InstallParams(
-        run_id=inputs.run_id,
-        version=str(p["version"]),
-        switch=str(p["switch"]),
-        background_url=str(p["background_url"]),
-        dmg=inputs.dmg,
-        identity=IdentityRef(sha1=cert.sha1, sha256=cert.sha256, names=names),
-        cas=tuple(ref for ref, _ in inputs.cas),
-        private_dir=inputs.private_dir,
-        cache_dir=CACHE_DIR if p.get("cache_dmg") else None,
-        method=str(p.get("method") or "install.sh"),
-        expected_team_id=p.get("expected_team_id"),
-        min_free_bytes=int(p.get("min_free_bytes") or 0),
-        allow_all_apps=bool(p.get("allow_all_apps")),
-        name_rule=str(p.get("name_rule") or DEFAULT_NAME_RULE),
-        trust_mode=str(p.get("trust_mode") or "ssh"),
-    )
+) -> Callable[[str], bytes]:
+    """The device's PFX re-wrapped with a one-time password ("pfx"), and the workflow's stdin inputs made
+    with the same password ("stdin:NAME"): decrypted on first use, masked in every record and log line."""
     state: dict[str, bytes] = {}
     cert_id = cert.id
-    engine = session.get_bind()
 
     def produce(name: str) -> bytes:
-        """The re-wrapped PFX and its `security -i` input share one one-time password, made on first use."""
         if "pfx" not in state:
-            from orchestrator.state.models import ClientCertificate
-
             with Session(engine) as own:  # the builder's session is closed by now
                 row = own.get(ClientCertificate, cert_id)
                 if row is None:
-                    raise KeyError(f"{device.name}: its client certificate was removed during the run")
-                contents = load_identity(own, BoxVault(box()), row, f"stored identity of {device.name}")
+                    raise KeyError(f"{device_name}: its client certificate was removed during the run")
+                contents = load_identity(own, BoxVault(box()), row, f"stored identity of {device_name}")
             if contents.key is None or contents.cert is None:
-                raise KeyError(f"{device.name}: the stored PFX holds no identity (key and certificate)")
+                raise KeyError(f"{device_name}: the stored PFX holds no identity (key and certificate)")
             otp = one_time_password()
             redactor.add(otp)
             share(otp, shared)
             state["pfx"] = rewrap_for_macos(contents.key, contents.cert, contents.chain, otp)
-            state["stdin:identity-import"] = identity_import_stdin(params, otp.decode("ascii"))
+            for input_name, make in wf.stdin_inputs.items():
+                state[f"stdin:{input_name}"] = make(params, otp.decode("ascii"))
         if name not in state:
             raise KeyError(f"no upload source {name!r}")
         return state[name]
 
-    return params, produce
-
-
-
-def _lifecycle_params(session: Session, inputs: RunInputs, device: Device) -> Any:
-    """Params of the uninstall, reconfigure, start/stop/restart and logs workflows from the run's params."""
-    p = inputs.params
-    base: dict[str, Any] = {"run_id": inputs.run_id}
-    if inputs.kind == "uninstall":
-        cert = active_certificate(session, device.id)
-        remove_identity = bool(p.get("remove_identity")) and cert is not None
-        base |= {
-            "private_dir": inputs.private_dir,
-            "dmg": None if inputs.dmg is None else {
-                "version": inputs.dmg.version, "sha256": inputs.dmg.sha256,
-                "size": inputs.dmg.size, "file_name": inputs.dmg.file_name,
-            },
-            "remove_identity": remove_identity,
-            "identity_sha1": cert.sha1.lower() if remove_identity and cert is not None else None,
-            "remove_ca_sha1s": list(cas_added(session, device.id)) if p.get("remove_ca") else [],
-        }
-    elif inputs.kind == "reconfigure":
-        base["pairs"] = [list(pair) for pair in p.get("pairs", [])]
-    elif inputs.kind == "logs":
-        base |= {"lines": int(p.get("lines") or 200), "daemon": bool(p.get("daemon"))}
-    try:
-        return params_from_json(inputs.kind, base)
-    except (ValueError, TypeError, KeyError) as e:
-        raise InputError("BadParameters", f"{inputs.kind} parameters for {device.name}: {e}") from None
+    return produce
 
 
 def cas_added(session: Session, device_id: str) -> tuple[str, ...]:
