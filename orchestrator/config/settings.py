@@ -34,7 +34,7 @@ from orchestrator.config.sources import (
 
 
 class Settings(BaseSettings):
-    """Everything the controller reads from its configuration (see the module docstring for sources)."""
+    """Everything the controller reads from its configuration (see `orchestrator.config` for sources)."""
 
     model_config = SettingsConfigDict(
         env_prefix="ORCHESTRATE_",
