@@ -17,6 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
+from macsim.artifacts.cli import ArtifactsError, write_artifacts
+from macsim.fleet import Fleet
 from macsim.spec import SpecError
 
 EXIT_USAGE = 2
@@ -32,8 +34,6 @@ def _raise_fd_limit() -> None:
 
 async def serve(spec_path: Path, state_dir: Path | None) -> int:
     """Start the fleet, print where each host listens, and run until SIGINT or SIGTERM."""
-    from macsim.fleet import Fleet
-
     _raise_fd_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,8 +55,6 @@ async def serve(spec_path: Path, state_dir: Path | None) -> int:
 
 
 def artifacts(out: Path, versions: list[str], hosts: Path) -> int:
-    from macsim.artifacts.cli import write_artifacts
-
     report = write_artifacts(out, versions, hosts)
     for d in report.dmgs:
         print(f"dmg: {d}")
@@ -79,8 +77,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from macsim.artifacts.cli import ArtifactsError
-
     try:
         if args.command == "serve":
             return asyncio.run(serve(args.spec, args.state_dir))

@@ -36,6 +36,8 @@ import asyncssh
 
 from macsim.faults import ConnState, HangProtocol, apply_latency
 from macsim.mac import VirtualMac
+from macsim.sftp import MacSFTPServer
+from macsim.shell.interp import run_exec
 from macsim.shell.proc import Output, Stdin
 from macsim.spec import HostSpec
 
@@ -84,8 +86,6 @@ def write_private_key(path: Path, key: asyncssh.SSHKey) -> None:
 
 
 def _default_exec_handler() -> ExecHandler:
-    from macsim.shell.interp import run_exec  # lazy: the shell is a separate area of macsim
-
     handler: ExecHandler = run_exec
     return handler
 
@@ -298,8 +298,6 @@ class HostServer:
         return state
 
     def _sftp_factory(self, chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
-        from macsim.sftp import MacSFTPServer
-
         conn = chan.get_connection()
         return MacSFTPServer(
             chan,

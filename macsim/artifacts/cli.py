@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from macsim.artifacts.certs import write_cert_artifacts
+from macsim.artifacts.dmg import write_dmg
 from macsim.spec import load_spec
 
 _VERSION = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
@@ -44,9 +46,6 @@ def write_artifacts(out: Path, versions: list[str], hosts_spec: Path) -> Artifac
     """
     check_versions(versions)
     spec = load_spec(hosts_spec)
-    from macsim.artifacts.certs import write_cert_artifacts
-    from macsim.artifacts.dmg import write_dmg  # provided by the DMG area of macsim
-
     out.mkdir(parents=True, exist_ok=True)
     report = ArtifactsReport(out=out, hosts={h.name: h.hostname for h in spec.hosts})
     for v in versions:

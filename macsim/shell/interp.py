@@ -12,6 +12,7 @@ import asyncio
 import errno
 import fnmatch
 import hashlib
+import os
 import posixpath
 import re
 from collections.abc import Awaitable, Callable
@@ -19,9 +20,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
 from macsim.mac import VirtualMac
+from macsim.shell import builtins
 from macsim.shell import parser as ast
+from macsim.shell.launch import run_argv, run_file, run_tool
 from macsim.shell.proc import Output, Proc, Session, Stdin
-from macsim.shell.resolve import DEFAULT_PATH, ExecError, fault, hang_forever, resolve, run_file
+from macsim.shell.resolve import DEFAULT_PATH, ExecError, fault, hang_forever, resolve
 from macsim.shell.streams import BufferOutput, BytesStdin, FileOutput, NullOutput
 from macsim.vfs import VfsError
 
@@ -142,8 +145,6 @@ class Shell:
             io.stderr.write(f"{self._bprefix(builtin=True)}{name}: {msg_sh}\n")
 
     def _file_err(self, io: IO, path: str, err: int) -> None:
-        import os
-
         msg = os.strerror(err)
         if self.st.dialect == "zsh":
             io.stderr.write(f"{self._zprefix()}{_lower_first(msg)}: {path}\n")
@@ -859,8 +860,6 @@ _SPECIAL: dict[str, Special] = {
 
 def _tool_builtins(dialect: Dialect) -> dict[str, Callable[[Proc], Awaitable[int]]]:
     """Commands the shell runs itself though a file of the same name exists (echo, test, ...)."""
-    from macsim.shell import builtins
-
     return builtins.ZSH if dialect == "zsh" else builtins.SH
 
 
@@ -874,9 +873,32 @@ class ShellRunner:
 
     async def run_argv(self, p: Proc) -> int:
         """Resolve and run p.argv with p's identity and streams. Raises ExecError when it cannot start."""
-        from macsim.shell.resolve import run_argv
-
         return await run_argv(p)
+
+    async def run_script_file(self, p: Proc, path: str, dialect: str) -> int:
+        return await run_script_file(p, path, dialect)
+
+    async def run_tool(self, p: Proc, tool_name: str, scripts: bool = False) -> int:
+        return await run_tool(p, tool_name, scripts)
+
+    async def run_shell(
+        self,
+        p: Proc,
+        dialect: Dialect,
+        text: str,
+        arg0: str,
+        positional: list[str],
+        *,
+        script: str | None = None,
+        errexit: bool = False,
+        nounset: bool = False,
+    ) -> int:
+        """Run text as sh/bash/zsh started by p (the `sh` command: `-c TEXT`, `-s`, or FILE)."""
+        st = state_from_proc(p, dialect, arg0, positional, script=script)
+        st.errexit, st.nounset = errexit, nounset
+        if p.name == "bash" or p.name == "sh":
+            st.vars.setdefault("BASH", f"/bin/{p.name}")
+        return await Shell(st).run_text(text, IO(p.stdin, p.stdout, p.stderr))
 
     async def run_script(self, p: Proc, script: str) -> int:
         """Run script text as `sh -c script` would: $0 is p.argv[0], $1... are p.argv[1:]."""

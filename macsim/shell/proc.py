@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from macsim.mac import VirtualMac
 
@@ -76,8 +76,33 @@ Tool = Callable[[Proc], Awaitable[int]]
 
 
 class Runner(Protocol):
-    """What tools that run other commands (sudo, xargs, sh -c) call back into: the shell."""
+    """What tools that run other commands (sudo, xargs, sh -c) call back into: the shell. Passed in as
+    `Proc.runner` so that no command module imports the shell that imports the commands."""
 
     async def run_argv(self, p: Proc) -> int: ...
 
     async def run_script(self, p: Proc, script: str) -> int: ...
+
+    async def run_script_file(self, p: Proc, path: str, dialect: str) -> int: ...
+
+    async def run_tool(self, p: Proc, tool_name: str, scripts: bool = False) -> int: ...
+
+    async def run_shell(
+        self,
+        p: Proc,
+        dialect: Literal["zsh", "sh"],
+        text: str,
+        arg0: str,
+        positional: list[str],
+        *,
+        script: str | None = None,
+        errexit: bool = False,
+        nounset: bool = False,
+    ) -> int: ...
+
+
+def runner_of(p: Proc) -> Runner:
+    """The shell that started p (tools that run commands need it)."""
+    if p.runner is None:
+        raise RuntimeError(f"{p.name}: started without a shell runner")
+    return p.runner

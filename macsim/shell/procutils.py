@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 from dataclasses import replace
 from typing import Literal
 
 from macsim.shell.fileaccess import read_operand, usage
 from macsim.shell.options import UsageError, getopt
-from macsim.shell.proc import Proc, Runner, Tool
-from macsim.shell.resolve import ExecError, run_tool, script_mark
-
-
-def runner_of(p: Proc) -> Runner:
-    """The shell that started p (tools that run commands need it)."""
-    if p.runner is None:
-        raise RuntimeError(f"{p.name}: started without a shell runner")
-    return p.runner
+from macsim.shell.proc import Proc, Tool, runner_of
+from macsim.shell.resolve import ExecError, script_mark
+from macsim.vfs import VfsError
 
 
 async def true(p: Proc) -> int:
@@ -229,8 +224,6 @@ class _EmptyStdin:
 async def shell(p: Proc) -> int:
     """sh / bash / zsh: `-c TEXT [arg0 [args]]`, `-s [args]` (script on stdin), `FILE [args]`; -e, -l, -x
     (ignored: no tracing), -u accepted."""
-    from macsim.shell.interp import IO, Shell, state_from_proc
-
     name = p.name
     dialect: Literal["zsh", "sh"] = "zsh" if name == "zsh" else "sh"
     args = p.argv[1:]
@@ -289,21 +282,15 @@ async def shell(p: Proc) -> int:
         if program is not None:
             # an emulated 1E script (1E.Client.updateconf.sh...) does as `sh FILE ARGS` what it does run
             # directly: the guide runs updateconf.sh exactly so
-            return await run_tool(replace(p, argv=list(args)), program, scripts=True)
+            return await runner_of(p).run_tool(replace(p, argv=list(args)), program, scripts=True)
         text, arg0, positional, script = data, args[0], args[1:], args[0]
-    st = state_from_proc(p, dialect, arg0, positional, script=script)
-    st.errexit, st.nounset = errexit, nounset
-    if name == "bash" or name == "sh":
-        st.vars.setdefault("BASH", f"/bin/{name}")
-    return await Shell(st).run_text(text, IO(p.stdin, p.stdout, p.stderr))
+    return await runner_of(p).run_shell(
+        p, dialect, text, arg0, positional, script=script, errexit=errexit, nounset=nounset
+    )
 
 
 def read_operand_quiet(p: Proc, operand: str) -> str | PermissionError | None:
     """A script file's text for `sh FILE` (read permission is all it needs), None when missing."""
-    import errno
-
-    from macsim.vfs import VfsError
-
     fs = p.mac.fs
     path = p.path(operand)
     try:

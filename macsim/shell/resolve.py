@@ -1,24 +1,19 @@
-"""Finding and launching a command file: PATH search, permission checks, and dispatch on the file's content
-(`#!macsim-tool`, `#!macsim-script`, shell scripts). Shared by the shell and by tools that run commands
-(sudo, xargs, env) through `Proc.runner`."""
+"""Finding a command file and what every command may need when it cannot start: PATH search, permission
+checks, ExecError, the fault knobs, the 1E script mark. Imports nothing above `proc`: commands import it
+freely; launching a found file is `macsim.shell.launch`."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import posixpath
 import re
 from typing import Literal
 
-from macsim.mac import TOOL_MAGIC
 from macsim.shell.proc import Proc
 from macsim.vfs import VfsError
 
 DEFAULT_PATH = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
 _SCRIPT_MARK = re.compile(rb"^#!?\s*macsim-script\s+(\S+)")
-_SHELL_SHEBANG = re.compile(
-    rb"^#!\s*(?:/usr/bin/env\s+)?(?:/bin/|/usr/bin/|/usr/local/bin/)?(sh|bash|zsh)(?:\s|$)"
-)
 
 
 class ExecError(Exception):
@@ -85,27 +80,6 @@ async def hang_forever() -> int:
     raise AssertionError("unreachable")
 
 
-async def run_tool(p: Proc, tool_name: str, scripts: bool = False) -> int:
-    """Run a registered tool (or 1E script) with fault knobs applied; file errors a tool lets escape
-    become `NAME: PATH: message`, status 1."""
-    from macsim.tools import all_scripts, all_tools
-
-    reg = all_scripts() if scripts else all_tools()
-    tool = reg.get(tool_name)
-    if tool is None:
-        raise ExecError("noexec", p.argv[0])
-    forced = fault(p)
-    if forced == -1:
-        return await hang_forever()
-    if forced is not None:
-        return forced
-    try:
-        return await tool(p)
-    except VfsError as e:
-        p.err(f"{p.name}: {e.filename}: {e.strerror}")
-        return 1
-
-
 def script_mark(head: bytes) -> str | None:
     """The 1E program a file holds (`#!macsim-script NAME` on one of its first two lines), else None."""
     for line in head.split(b"\n")[:2]:
@@ -113,37 +87,3 @@ def script_mark(head: bytes) -> str | None:
         if m:
             return m.group(1).decode()
     return None
-
-
-async def run_file(p: Proc, path: str) -> int:
-    """Run the executable at `path` (already resolved and permission-checked) with `p`. Dispatches on its
-    content. Raises ExecError when it is not something we can run."""
-    head = p.mac.fs.real(path).read_bytes()[:512]
-    if head.startswith(TOOL_MAGIC):
-        name = head[len(TOOL_MAGIC) :].split(b"\n", 1)[0].decode().strip()
-        return await run_tool(p, name)
-    script = script_mark(head)
-    if script is not None:
-        return await run_tool(p, script, scripts=True)
-    m = _SHELL_SHEBANG.match(head)
-    if m or (head and not head.startswith(b"#!") and b"\0" not in head):
-        dialect = m.group(1).decode() if m else "sh"
-        try:
-            p.mac.fs.check_read(path, p.uid)
-        except VfsError:
-            p.err(f"{dialect}: {p.argv[0]}: Permission denied")
-            return 126
-        from macsim.shell.interp import run_script_file
-
-        return await run_script_file(p, path, dialect)
-    if head.startswith(b"#!"):
-        interp = head[2:].split(b"\n", 1)[0].decode(errors="replace").strip().split(" ")[0]
-        p.err(f"{posixpath.basename(interp) or interp}: bad interpreter: {interp}: No such file or directory")
-        return 126
-    raise ExecError("noexec", p.argv[0])
-
-
-async def run_argv(p: Proc) -> int:
-    """Resolve `p.argv[0]` and run it. Raises ExecError."""
-    path = resolve(p, p.argv[0])
-    return await run_file(p, path)

@@ -4,10 +4,12 @@ hostname, sysctl, date, pwd."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from macsim.shell.fileaccess import usage
 from macsim.shell.options import UsageError, getopt
 from macsim.shell.proc import Proc, Tool
+from macsim.shell.resolve import ExecError
 
 _DARWIN = {"15": "24", "14": "23", "13": "22", "12": "21", "11": "20"}  # macOS major -> Darwin major
 
@@ -164,8 +166,6 @@ async def arch(p: Proc) -> int:
     if not runnable:
         p.err(f"arch: posix_spawnp: {rest[0]}: Bad CPU type in executable")
         return 1
-    from macsim.shell.resolve import ExecError
-
     assert p.runner is not None
     child = _child(p, rest)
     try:
@@ -176,8 +176,6 @@ async def arch(p: Proc) -> int:
 
 
 def _child(p: Proc, argv: list[str]) -> Proc:
-    from dataclasses import replace
-
     return replace(p, argv=argv, env=dict(p.env))
 
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import base64
 import textwrap
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
 from macsim.keychain import CertItem, Keychain, cert_common_name, cert_sha256
 from macsim.tools.security_common import (
     ERR_AUTH_INTERACTION_NOT_ALLOWED,
@@ -158,9 +162,6 @@ def find_certificate(ctx: Ctx, argv: list[str]) -> int:
 
 
 def _emails(item: CertItem) -> list[str]:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
     cert = item.x509()
     out = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
     try:
@@ -176,8 +177,6 @@ def _attributes(item: CertItem) -> str:
     """print_keychain_item_attributes for a certificate item (keychain_utilities.c), reduced to the attributes
     scripts read: the keychain, class, alias and label."""
     cert = item.x509()
-    from cryptography.hazmat.primitives import serialization
-
     issuer = cert.issuer.public_bytes(serialization.Encoding.DER).hex().upper()
     subject = cert.subject.public_bytes(serialization.Encoding.DER).hex().upper()
     serial = format(cert.serial_number, "X")

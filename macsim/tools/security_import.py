@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from macsim.keychain import AppAccess, Keychain, KeyItem, cert_der, cert_label, cert_sha1, public_key_hash
-from macsim.tools.pkcs12_strict import Pkcs12FormatError, Pkcs12Refused, load_strict
+from macsim.tools.pkcs12_strict import Pkcs12FormatError, Pkcs12Refused, inspect_pkcs12, load_strict
 from macsim.tools.security_common import (
     ERR_DUPLICATE_ITEM,
     ERR_INTERACTION_NOT_ALLOWED,
@@ -162,8 +162,6 @@ def _looks_pkcs12(data: bytes, fmt: str | None) -> bool:
     if fmt is not None:
         return False
     try:
-        from macsim.tools.pkcs12_strict import inspect_pkcs12
-
         inspect_pkcs12(data)
         return True
     except Pkcs12FormatError:
