@@ -72,8 +72,8 @@ class DeviceRunner:
             device=work.name, attempt=work.attempt, prefix=settings.step_prefix,
         )
         self.link = Link(work, settings.timeouts)
-        job = StepContext(work, settings, self.records, self.link, self.result, self.stop)
-        self.batch, self.verifier = ExecBatch(job), Verifier(job)
+        self.job = StepContext(work, settings, self.records, self.link, self.result, self.stop)
+        self.batch, self.verifier = ExecBatch(self.job), Verifier(self.job)
         self._started = time.monotonic()
 
     async def run(self) -> DeviceResult:
@@ -209,8 +209,7 @@ class DeviceRunner:
                 rs.skip(sd.name, "not run: an earlier step failed" if rs.failure else "interrupted")
                 continue
             if sd.phase is Phase.PUSH:
-                remote_dir = self.s.private_dir or getattr(self.w.params, "private_dir", None)
-                await push(sd, plan, remote_dir, self.w.materials, rs, self.link)
+                await push(self.job, sd, plan)
             else:
                 await self.verifier.verify(sd, plan, facts, batch.log_mark)
         await batch.flush(pending)

@@ -7,17 +7,14 @@ import asyncio
 
 from orchestrator.state.models import StepStatus
 from tasks.model import Plan, StepDef
-from workers.runner.link import Link
-from workers.runner.materials import Materials
-from workers.runner.records import StepRecords
+from workers.runner.context import StepContext
 from workers.ssh import TransportError, UploadItem, upload_many_with_retry
 
 
-async def push(
-    sd: StepDef, plan: Plan, remote_dir: str | None, materials: Materials, records: StepRecords, link: Link
-) -> None:
-    rs = records
+async def push(job: StepContext, sd: StepDef, plan: Plan) -> None:
+    rs, materials = job.records, job.work.materials
     begun = rs.begin(sd.name, plan)
+    remote_dir = job.settings.private_dir or getattr(job.work.params, "private_dir", None)
     if not remote_dir:
         rs.failure = rs.fail(sd.name, begun, "PlanError", "no private directory to upload into")
         return
@@ -31,7 +28,7 @@ async def push(
     await rs.flush()
     rs.changed.add(sd.name)  # from here on the private directory may exist: cleanup must run
     try:
-        results = await upload_many_with_retry(link.reconnect, items, remote_dir)
+        results = await upload_many_with_retry(job.link.reconnect, items, remote_dir)
     except TransportError as e:
         rs.failure = rs.fail(sd.name, begun, type(e).__name__, str(e))
         return
