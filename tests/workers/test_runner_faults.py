@@ -19,7 +19,9 @@ from orchestrator.state.models import HostKeyPin, JobStatus
 from tests.workers.lab import VERSION, Lab, assert_awaiting_trust, assert_failed_at, lab, mac_files
 from workers.events import StepFinished
 from workers.local import drive
-from workers.runner.device import DeviceRunner
+from workers.runner import device
+from workers.runner import push as push_mod
+from workers.runner.link import Link
 from workers.ssh import Connection
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -108,21 +110,21 @@ async def test_upload_dropped_once_is_retried_on_a_new_connection(
                    dmg_size=1_000_000) as L:
         reconnects: list[bool] = []
         after_push: list[list[str]] = []
-        original_reconnect = DeviceRunner._reconnect
-        original_push = DeviceRunner._push
+        original_reconnect = Link.reconnect
+        original_push = push_mod.push
 
-        async def reconnect(self: DeviceRunner) -> Connection:
+        async def reconnect(self: Link) -> Connection:
             if self.conn is not None and self.conn.is_closed:  # the drop: the link is fine again
                 reconnects.append(True)
                 L.fleet.set_faults(MAC, drop_after_sftp_bytes=None)
             return await original_reconnect(self)
 
-        async def push(self: DeviceRunner, *args: Any) -> None:
-            await original_push(self, *args)
+        async def push(*args: Any) -> None:
+            await original_push(*args)
             after_push.append(_private_dirs(L))
 
-        monkeypatch.setattr(DeviceRunner, "_reconnect", reconnect)
-        monkeypatch.setattr(DeviceRunner, "_push", push)
+        monkeypatch.setattr(Link, "reconnect", reconnect)
+        monkeypatch.setattr(device, "push", push)
         run = L.create_run()
         outcome = await drive(L.engine, L.settings, run)
         assert outcome.status == "succeeded", outcome.failed
