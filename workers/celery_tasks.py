@@ -1,4 +1,4 @@
-"""The Celery tasks: thin edges over the runner (rule 5). Ids in, rows re-read, `JobExecutor.run_job` called.
+"""The Celery tasks: thin edges over the runner (rule 5). Ids in, rows re-read, `DeviceJobWork.run` called.
 
 `macfleet.device_job(run_id, job_id, device)` — one device's part of a run. The arguments are readable in
 Flower and carry no secret; the worker re-reads the job, device and run rows, claims the job's lease and
@@ -52,7 +52,7 @@ from workers.limits import raise_nofile_limit
 from workers.runner.control import run_settings, watch_halt
 from workers.runner.device import RunSettings
 from workers.runner.inputs import RunInputs, load_run_inputs
-from workers.runner.job import JobExecutor
+from workers.runner.job import DeviceJobWork, JobExecutor, pin_host_key
 from workers.runner.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,8 @@ async def _device_job(rt: WorkerRuntime, run_id: str, job_id: str, device: str, 
                      lease_ttl=rt.settings.deploy.lease_ttl)  # fmt: skip
     beat = asyncio.create_task(ex.heartbeat(run_id))
     work = asyncio.create_task(
-        ex.run_job(ctx.inputs, ctx.run_settings, rt.recorder, job_id, job.device_id, device)
+        DeviceJobWork(ex, ctx.inputs, ctx.run_settings, rt.recorder, job_id, job.device_id, device,
+                      pin_host_key(rt.engine)).run()
     )
     timed_out = False
     try:

@@ -27,7 +27,7 @@ from workers.limits import raise_nofile_limit
 from workers.runner.control import run_settings, watch_halt
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork
 from workers.runner.inputs import InputError, device_work, load_run_inputs
-from workers.runner.job import JobExecutor, new_owner, pin_host_key
+from workers.runner.job import DeviceJobWork, JobExecutor, new_owner, pin_host_key
 from workers.runner.recorder import NullRecorder, Recorder
 
 
@@ -90,7 +90,7 @@ async def drive(
         async with sem:
             if stop.is_set():
                 return None
-            return await d.run_job(inputs, rs, recorder, job_id, device_id, name, pin)
+            return await DeviceJobWork(d, inputs, rs, recorder, job_id, device_id, name, pin).run()
 
     halted_by: list[str] = []
 

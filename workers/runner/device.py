@@ -156,12 +156,9 @@ class DeviceRunner:
             msg = f"could not read the Mac's facts: {e}"
             raise self.records.fail(FACTS_STEP, begun, "UnexpectedFacts", msg) from None
         self.result.facts = facts
-        as_json = getattr(facts, "as_json", None)
-        facts_doc = as_json() if callable(as_json) else {}
-        # Only what this workflow's facts say: a workflow without a fact leaves the recorded value alone.
-        known = {"reported_hostname": "hostname", "arch": "arch", "macos_version": "macos_version",
-                 "installed_version": "client_version"}  # fmt: skip
-        update = {column: facts_doc.get(key) or None for column, key in known.items() if key in facts_doc}
+        facts_doc = facts.as_json()
+        # only what this workflow's facts say (the workflow names its columns): the rest is left alone
+        update = wf.fact_columns(facts)
         self.rec.device(
             self.w.device_id,
             facts_json=json.dumps(facts_doc, sort_keys=True, default=str),

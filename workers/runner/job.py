@@ -114,22 +114,6 @@ class JobExecutor:
             leases.renew_devices(s, devices, run_id, self.lease_ttl)
 
 
-    async def run_job(
-        self,
-        inputs: RunInputs,
-        run_settings: RunSettings,
-        recorder: Recorder,
-        job_id: str,
-        device_id: str,
-        name: str,
-        pin: Callable[[Device, str, str], None] | None = None,
-    ) -> DeviceResult | None:
-        """Claim, work, release. None when the job was not ours to run (finished, busy, still leased)."""
-        job = DeviceJobWork(self, inputs, run_settings, recorder, job_id, device_id, name,
-                            pin or pin_host_key(self.engine))  # fmt: skip
-        return await job.run()
-
-
 OUTCOMES = frozenset(o.value for o in Outcome)  # the job statuses a workflow's device_update reads
 
 
