@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Generic, Protocol, TypeVar
 
 from inventory.errors import TargetingError
+from inventory.graph import descendants
 from inventory.models import HostEntry, Inventory
 
 
@@ -75,12 +76,7 @@ def expand_groups(
         if name not in known:
             listed = ", ".join(sorted(known)) or "none"
             raise TargetingError(f"unknown group {name!r} (known groups: {listed})")
-        todo = [name]
-        while todo:
-            g = todo.pop()
-            if g not in out:
-                out.add(g)
-                todo.extend(children.get(g, ()))
+        out |= descendants(name, children)
     return out
 
 

@@ -15,6 +15,10 @@ class InventoryStoreError(Exception):
     """A request the inventory cannot carry out (a conflict, a device with history, a cycle)."""
 
 
+class NameCaseClash(InventoryStoreError, ValueError):
+    """A new name that differs only in case from a stored one: bad input (exit 2), not a conflict."""
+
+
 class UnknownDevice(InventoryStoreError, LookupError):
     """Names that are not in the inventory; the message suggests close names."""
 
@@ -49,7 +53,7 @@ def get_devices(session: Session, names: Sequence[str]) -> list[Device]:
 
 def refuse_case_clashes(session: Session, names: Sequence[str], renaming: str | None = None) -> None:
     """Names are unique ignoring case across the whole inventory (FORMAT.md), not only within one file: raise
-    InventoryStoreError naming each new name and the stored device it differs from only in case."""
+    NameCaseClash naming each new name and the stored device it differs from only in case."""
     stored = {
         n.lower(): n for n in session.exec(select(Device.name)).all() if renaming is None or n != renaming
     }
@@ -59,7 +63,7 @@ def refuse_case_clashes(session: Session, names: Sequence[str], renaming: str | 
         if name.lower() in stored and stored[name.lower()] != name
     ]
     if clashes:
-        raise InventoryStoreError(
+        raise NameCaseClash(
             "; ".join(clashes) + ": device names are unique ignoring case; use the stored spelling, or "
             "rename the device first (`orchestrate inventory rename`); nothing was imported"
             if renaming is None

@@ -191,13 +191,13 @@ def test_names_unique_ignoring_case_across_imports(lite: Path) -> None:
     inv = lite / "second.csv"
     inv.write_text("name,address\nMAC-01,127.0.0.1\nmac-09,127.0.0.1\n")
     r = run("inventory", "import", str(inv))
-    assert r.exit_code != 0
+    assert r.exit_code == 2  # bad input, as README promises
     assert "'MAC-01' differs only in case from the device 'mac-01' already in the inventory" in r.output
     with Session(context.engine()) as s:
         names = sorted(d.name for d in s.exec(select(Device)).all())
     assert names == ["mac-01", "mac-02", "mac-03"]  # nothing of the refused file was written
     r = run("inventory", "rename", "mac-02", "Mac-01")
-    assert r.exit_code != 0 and "differs only in case" in r.output
+    assert r.exit_code == 2 and "differs only in case" in r.output
 
 
 # ------------------------------------------------------------- misleading messages
