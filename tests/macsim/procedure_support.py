@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import asyncssh
+import pytest
+import pytest_asyncio
 
 from macsim.artifacts.certs import CertArtifacts, write_cert_artifacts
 from macsim.artifacts.dmg import write_dmg
 from macsim.client1e import paths
 from macsim.fleet import Fleet, SimHost
+from macsim.spec import parse_spec
 
 OLD_VERSION = "8.0.1.23"
 NEW_VERSION = "8.0.2.5"
@@ -293,3 +296,20 @@ async def manual_install(
     await restart_client(sess, kickstart=kickstart)
     await assert_connected(sess, version)
     return pw
+
+
+def module_fleet(hosts: list[dict[str, Any]], bad_host: str | None = None) -> tuple[Any, Any]:
+    """The module-scoped `arts` (DMGs, PFXs, CAs for these Macs) and `fleet` fixtures of a test module whose
+    simulated Macs are `hosts`: `arts, fleet = module_fleet(HOSTS)`."""
+
+    @pytest.fixture(scope="module")
+    def arts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+        names = {h.name: h.hostname for h in parse_spec({"hosts": hosts}).hosts}
+        return make_artifacts(tmp_path_factory.mktemp("artifacts"), names, bad_host=bad_host)
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="module")
+    async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
+        async with Fleet.start(parse_spec({"hosts": hosts}), tmp_path_factory.mktemp("fleet")) as f:
+            yield f
+
+    return arts, fleet

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from cryptography import x509
 
 from macsim.client1e import paths
 from macsim.fleet import Fleet, SimHost
 from macsim.keychain import cert_der, cert_names, cert_sha1
 from macsim.mac import VirtualMac
-from macsim.spec import parse_spec
+from tests.macsim.procedure_support import module_fleet
 
 from .procedure_support import (
     NEW_VERSION,
@@ -36,7 +34,6 @@ from .procedure_support import (
     attach_and_stage,
     client_log,
     import_pfx_with_T,
-    make_artifacts,
     manual_install,
     ok,
     open_asyncssh,
@@ -60,16 +57,7 @@ HOSTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def arts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    spec = parse_spec({"hosts": HOSTS})
-    return make_artifacts(tmp_path_factory.mktemp("artifacts"), {h.name: h.hostname for h in spec.hosts})
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
-    async with Fleet.start(parse_spec({"hosts": HOSTS}), tmp_path_factory.mktemp("fleet")) as f:
-        yield f
+arts, fleet = module_fleet(HOSTS)
 
 
 async def test_manual_procedure_over_asyncssh_on_intel(fleet: Fleet, arts: Artifacts) -> None:

@@ -6,11 +6,9 @@ over asyncssh; assertions read exit statuses, the text printed, and the Mac's in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from cryptography import x509
 
 from macsim.artifacts.certs import LAB_CA_NAME, SWITCH_CA_NAME
@@ -18,7 +16,7 @@ from macsim.artifacts.dmg import write_truncated_dmg
 from macsim.client1e import paths
 from macsim.fleet import Fleet, SimHost
 from macsim.keychain import cert_der, cert_sha1
-from macsim.spec import parse_spec
+from tests.macsim.procedure_support import module_fleet
 
 from .procedure_support import (
     BACKGROUND,
@@ -32,7 +30,6 @@ from .procedure_support import (
     attach_and_stage,
     client_log,
     daemon_log,
-    make_artifacts,
     ok,
     open_asyncssh,
     q,
@@ -58,17 +55,7 @@ HOSTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def arts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    spec = parse_spec({"hosts": HOSTS})
-    hosts = {h.name: h.hostname for h in spec.hosts}
-    return make_artifacts(tmp_path_factory.mktemp("artifacts"), hosts, bad_host="w-case")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
-    async with Fleet.start(parse_spec({"hosts": HOSTS}), tmp_path_factory.mktemp("fleet")) as f:
-        yield f
+arts, fleet = module_fleet(HOSTS, bad_host="w-case")
 
 
 def _sha1(pem: Path) -> str:

@@ -12,17 +12,14 @@ import hashlib
 import json
 import os
 import shlex
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from macsim.fleet import Fleet, SimHost
 from macsim.keychain import cert_names
-from macsim.spec import parse_spec
 from tasks.install import INSTALL, CaRef, DmgRef, IdentityRef, InstallParams, MacFacts, identity_import_stdin
 from tasks.model import Phase, Plan, ProbeOutput
 from tests.macsim.procedure_support import (
@@ -31,8 +28,8 @@ from tests.macsim.procedure_support import (
     SWITCH,
     Artifacts,
     AsyncsshSession,
-    make_artifacts,
     manual_install,
+    module_fleet,
     open_asyncssh,
 )
 from workers.ssh import NOPASSWD, HostKeyPolicy, SshAuth, SshTarget, connect
@@ -47,16 +44,7 @@ HOSTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def arts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    spec = parse_spec({"hosts": HOSTS})
-    return make_artifacts(tmp_path_factory.mktemp("artifacts"), {h.name: h.hostname for h in spec.hosts})
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
-    async with Fleet.start(parse_spec({"hosts": HOSTS}), tmp_path_factory.mktemp("fleet")) as f:
-        yield f
+arts, fleet = module_fleet(HOSTS)
 
 
 def _ca_ref(pem: Path) -> CaRef:

@@ -12,18 +12,15 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from macsim.client1e.conf import parse_conf
 from macsim.fleet import Fleet, SimHost
 from macsim.keychain import cert_names
-from macsim.spec import parse_spec
 from tasks.facts import BINARY, CONF, PLIST, ClientFacts
 from tasks.install import (
     INSTALL,
@@ -45,7 +42,7 @@ from tests.macsim.procedure_support import (
     OLD_VERSION,
     SWITCH,
     Artifacts,
-    make_artifacts,
+    module_fleet,
 )
 from tests.tasks.test_against_macsim import _ca_ref
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, Materials, RunSettings
@@ -63,16 +60,7 @@ NEW_SWITCH = "tachyon2.acme.local:4000"
 _runs = 0
 
 
-@pytest.fixture(scope="module")
-def arts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    spec = parse_spec({"hosts": HOSTS})
-    return make_artifacts(tmp_path_factory.mktemp("artifacts"), {h.name: h.hostname for h in spec.hosts})
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
-    async with Fleet.start(parse_spec({"hosts": HOSTS}), tmp_path_factory.mktemp("fleet")) as f:
-        yield f
+arts, fleet = module_fleet(HOSTS)
 
 
 def dmg_ref(arts: Artifacts, version: str) -> DmgRef:

@@ -7,19 +7,17 @@ re-run of a healthy Mac plans no mutating command."""
 from __future__ import annotations
 
 import typing
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from macsim.fleet import Fleet
-from macsim.spec import Faults, parse_spec
+from macsim.spec import Faults
 from tasks.install import INSTALL
 from tasks.install.verify import POLL_NAME
 from tasks.registry import WORKFLOWS
 from tasks.service import RestartParams
-from tests.macsim.procedure_support import NEW_VERSION, Artifacts, make_artifacts
+from tests.macsim.procedure_support import NEW_VERSION, Artifacts, module_fleet
 from tests.tasks.test_lifecycle_macsim import install_params, materials
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork, RunSettings
 from workers.runner.recorder import NullRecorder
@@ -34,16 +32,7 @@ HOSTS = [{"name": f"d-{d}", "faults": {"client_log": d}} for d in DIALECTS] + [
 WINDOW = 2.0
 
 
-@pytest.fixture(scope="module")
-def arts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    spec = parse_spec({"hosts": HOSTS})
-    return make_artifacts(tmp_path_factory.mktemp("artifacts"), {h.name: h.hostname for h in spec.hosts})
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
-    async with Fleet.start(parse_spec({"hosts": HOSTS}), tmp_path_factory.mktemp("fleet")) as f:
-        yield f
+arts, fleet = module_fleet(HOSTS)
 
 
 async def deploy(fleet: Fleet, arts: Artifacts, name: str, **over: Any) -> tuple[DeviceResult, int]:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.workers.sshd import Sshd
-from workers.ssh import CommandTimeout, Connection, render
+from workers.ssh import CommandTimeout, Connection, render, upload
 from workers.ssh.exec import build_script, split_steps
 
 NASTY = [
@@ -215,7 +215,7 @@ async def test_run_on_a_dropped_connection_is_connection_lost(conn: Connection, 
     with pytest.raises(ConnectionLost, match="reconnect and retry"):
         await conn.run(["true"])
     with pytest.raises(ConnectionLost, match="retry the upload"):
-        await conn.upload(b"x", "/tmp/macfleet-never", "f")
+        await upload(conn, b"x", "/tmp/macfleet-never", "f")
 
 
 def _unprivileged_login_account() -> str | None:

@@ -1,4 +1,4 @@
-"""Connection.upload / upload_with_retry against a real OpenSSH sshd (SFTP + `shasum -a 256` over exec)."""
+"""upload / upload_with_retry against a real OpenSSH sshd (SFTP + `shasum -a 256` over exec)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from workers.ssh import (
     Timeouts,
     UploadError,
     connect,
+    upload,
     upload_with_retry,
 )
 
@@ -34,7 +35,7 @@ def _parts(directory: Path) -> list[str]:
 async def test_upload_bytes_private_dir_and_mode(conn: Connection, tmp_path: Path) -> None:
     run_dir = tmp_path / "run-1" / "private"
     data = b"PFX bytes \x00\xff" * 1000
-    result = await conn.upload(data, str(run_dir), "device.p12")
+    result = await upload(conn, data, str(run_dir), "device.p12")
     final = run_dir / "device.p12"
     assert final.read_bytes() == data
     assert result.sha256 == hashlib.sha256(data).hexdigest()
@@ -46,19 +47,19 @@ async def test_upload_bytes_private_dir_and_mode(conn: Connection, tmp_path: Pat
 
 async def test_same_content_is_skipped_and_not_rewritten(conn: Connection, tmp_path: Path) -> None:
     data = os.urandom(200_000)
-    first = await conn.upload(data, str(tmp_path / "d"), "client.dmg")
+    first = await upload(conn, data, str(tmp_path / "d"), "client.dmg")
     final = tmp_path / "d" / "client.dmg"
     inode = final.stat().st_ino
     trips = conn.round_trips
-    again = await conn.upload(data, str(tmp_path / "d"), "client.dmg")
+    again = await upload(conn, data, str(tmp_path / "d"), "client.dmg")
     assert again.skipped is True and again.sha256 == first.sha256
     assert final.stat().st_ino == inode  # the file was not replaced
     assert conn.round_trips == trips + 1  # one shasum, nothing else over exec
 
 
 async def test_different_content_replaces_the_file_atomically(conn: Connection, tmp_path: Path) -> None:
-    await conn.upload(b"old" * 10, str(tmp_path / "d"), "f")
-    result = await conn.upload(b"new!" * 10, str(tmp_path / "d"), "f")
+    await upload(conn, b"old" * 10, str(tmp_path / "d"), "f")
+    result = await upload(conn, b"new!" * 10, str(tmp_path / "d"), "f")
     assert result.skipped is False
     assert (tmp_path / "d" / "f").read_bytes() == b"new!" * 10
     assert _parts(tmp_path / "d") == []
@@ -68,7 +69,7 @@ async def test_upload_file_with_progress_and_mode(conn: Connection, tmp_path: Pa
     local = tmp_path / "local.bin"
     local.write_bytes(os.urandom(5 * 1024 * 1024 + 3))
     seen: list[tuple[int, int]] = []
-    result = await conn.upload(
+    result = await upload(conn,
         local, str(tmp_path / "remote"), "install.sh", mode=0o700, progress=lambda d, t: seen.append((d, t))
     )
     final = tmp_path / "remote" / "install.sh"
@@ -82,7 +83,7 @@ async def test_existing_dir_is_made_private(conn: Connection, tmp_path: Path) ->
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
-    await conn.upload(b"x", str(shared), "a")
+    await upload(conn, b"x", str(shared), "a")
     assert _mode(shared) == 0o700
 
 
@@ -92,16 +93,16 @@ async def test_symlinked_dir_is_refused(conn: Connection, tmp_path: Path) -> Non
     link = tmp_path / "link"
     link.symlink_to(real)
     with pytest.raises(UploadError, match="is not a directory"):
-        await conn.upload(b"x", str(link), "a")
+        await upload(conn, b"x", str(link), "a")
     assert list(real.iterdir()) == []
 
 
 async def test_bad_names_are_refused(conn: Connection, tmp_path: Path) -> None:
     for name in ["", "..", "a/b", "x\ny"]:
         with pytest.raises(ValueError, match="invalid remote file name"):
-            await conn.upload(b"x", str(tmp_path), name)
+            await upload(conn, b"x", str(tmp_path), name)
     with pytest.raises(ValueError, match="not a permission mode"):
-        await conn.upload(b"x", str(tmp_path), "ok", mode=0o4777)
+        await upload(conn, b"x", str(tmp_path), "ok", mode=0o4777)
 
 
 async def test_hash_mismatch_removes_the_temporary_and_raises(
@@ -116,7 +117,7 @@ async def test_hash_mismatch_removes_the_temporary_and_raises(
 
     monkeypatch.setattr(upload_mod, "remote_sha256", wrong_hash)
     with pytest.raises(UploadError, match="SHA-256 on the Mac is 0000") as caught:
-        await conn.upload(b"payload", str(tmp_path / "d"), "f")
+        await upload(conn, b"payload", str(tmp_path / "d"), "f")
     assert "check free space" in str(caught.value)
     assert list((tmp_path / "d").iterdir()) == []
 
@@ -144,7 +145,7 @@ async def test_connection_killed_mid_upload_leaves_no_final_file_then_retry_succ
     try:
         first = await reconnect()
         with pytest.raises(ConnectionLost) as caught:
-            await first.upload(local, str(remote), "client.dmg", progress=kill_once)
+            await upload(first, local, str(remote), "client.dmg", progress=kill_once)
         assert killed, "the test did not manage to kill the connection mid-upload"
         assert f"127.0.0.1:{sshd.port}" in str(caught.value)
         assert not (remote / "client.dmg").exists()

@@ -17,7 +17,7 @@ import pytest
 from tests.workers.sshd import Sshd
 from workers.ssh import Connection, ConnectionLost, HostKeyPolicy, SshAuth, SshTarget, Timeouts, connect
 from workers.ssh.inflight import ByteBudget, UploadLimits, process_budget, set_upload_limits
-from workers.ssh.upload import UploadItem, upload_many
+from workers.ssh.upload import UploadItem, upload, upload_many
 
 KIB = 1024
 
@@ -78,7 +78,7 @@ async def test_one_upload_never_has_more_than_its_window_in_flight(
     local = tmp_path / "client.dmg"
     local.write_bytes(os.urandom(5 * 1024 * KIB + 17))
     seen: list[int] = []
-    result = await conn.upload(local, str(tmp_path / "remote"), "client.dmg", progress=lambda d, _t: seen.append(d))
+    result = await upload(conn, local, str(tmp_path / "remote"), "client.dmg", progress=lambda d, _t: seen.append(d))
     assert (tmp_path / "remote" / "client.dmg").read_bytes() == local.read_bytes()
     assert result.bytes == local.stat().st_size and seen[-1] == result.bytes
     assert outstanding.max_request == 64 * KIB  # one block per request
@@ -93,10 +93,10 @@ async def test_empty_and_in_memory_sources_stream_too(
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     seen: list[tuple[int, int]] = []
-    await conn.upload(empty, str(tmp_path / "r"), "empty", progress=lambda d, t: seen.append((d, t)))
+    await upload(conn, empty, str(tmp_path / "r"), "empty", progress=lambda d, t: seen.append((d, t)))
     assert (tmp_path / "r" / "empty").read_bytes() == b"" and seen == [(0, 0)]
     data = os.urandom(3 * 1024 * KIB + 5)  # bytes (a PFX, a script) go the same bounded way
-    await conn.upload(data, str(tmp_path / "r"), "blob")
+    await upload(conn, data, str(tmp_path / "r"), "blob")
     assert (tmp_path / "r" / "blob").read_bytes() == data
     assert outstanding.max_request <= UploadLimits().block
     assert outstanding.max_per_file <= UploadLimits().window
@@ -189,7 +189,7 @@ async def test_a_dropped_connection_gives_the_budget_back(
     conn = await connect(target, pinned, auth, timeouts)
     try:
         with pytest.raises(ConnectionLost):
-            await conn.upload(local, str(tmp_path / "r"), "big.dmg", progress=kill_once)
+            await upload(conn, local, str(tmp_path / "r"), "big.dmg", progress=kill_once)
     finally:
         await conn.close()
     assert killed

@@ -31,7 +31,6 @@ from workers.ssh.exec import (
 )
 from workers.ssh.hostkeys import HostKeyCheck, HostKeyPolicy, fingerprint, key_line
 from workers.ssh.sudo import SudoGate, SudoMode, wrap
-from workers.ssh.upload import ProgressCallback, UploadResult, upload
 
 _PREFERRED_CIPHERS = (
     "aes128-gcm@openssh.com",
@@ -210,18 +209,6 @@ class Connection:
             )
         steps = split_steps(lines, marker, result.stdout, result.stderr)
         return ScriptResult(steps=steps, exit_status=result.exit_status, duration=result.duration)
-
-    async def upload(
-        self,
-        source: Path | bytes,
-        remote_dir: str,
-        name: str,
-        *,
-        mode: int = 0o600,
-        progress: ProgressCallback | None = None,
-    ) -> UploadResult:
-        """Upload a file or bytes to remote_dir/name: see `workers.ssh.upload.upload`."""
-        return await upload(self, source, remote_dir, name, mode=mode, progress=progress)
 
     async def close(self) -> None:
         """Close the connection and wait until it is closed (idempotent)."""
