@@ -150,31 +150,25 @@ class Connection:
         A non-zero exit is returned, not raised. Raises CommandTimeout (default limit `timeouts.command`),
         ConnectionLost, SudoRequiresPassword/SudoNotAllowed/SudoAuthFailed (the command did not run), or
         ValueError for an argv that cannot be rendered."""
-        return await self._exec(argv, render(argv), argv, sudo, input, timeout)
-
-    async def _exec(
-        self,
-        shown: list[str],
-        plain: str,
-        argv: list[str],
-        sudo: SudoMode | None,
-        input: bytes | None,
-        timeout: float | None,
-    ) -> ExecResult:
-        """One exec: the command text `plain` as the login user, or `argv` as root through sudo when `sudo` is
-        given; `shown` is what errors and logs name."""
+        render(argv)
         limit = self.timeouts.command if timeout is None else timeout
         self.round_trips += 1
         if sudo is None:
             return await execute(
-                self._conn, self.target.host, self.target.port, shown, plain, input=input, timeout=limit
+                self._conn, self.target.host, self.target.port, argv, render(argv), input=input, timeout=limit
             )
         tokens = wrap(argv, sudo)
         gate = SudoGate(sudo, tokens, self.target.host, self.target.port)
         return await execute(
-            self._conn, self.target.host, self.target.port, shown, render(tokens.argv),
-            input=input, timeout=limit, gate=gate,
-        )  # fmt: skip
+            self._conn,
+            self.target.host,
+            self.target.port,
+            argv,
+            render(tokens.argv),
+            input=input,
+            timeout=limit,
+            gate=gate,
+        )
 
     async def run_script(
         self,
@@ -193,8 +187,26 @@ class Connection:
         Raises as `run`."""
         marker = new_marker()
         script = build_script(lines, marker, stop_on_error=stop_on_error)
+        limit = self.timeouts.command if timeout is None else timeout
+        self.round_trips += 1
         shown = ["sh", "-c", f"<script of {len(lines)} steps>"]
-        result = await self._exec(shown, script, ["/bin/sh", "-c", script], sudo, input, timeout)
+        if sudo is None:
+            result = await execute(
+                self._conn, self.target.host, self.target.port, shown, script, input=input, timeout=limit
+            )
+        else:
+            tokens = wrap(["/bin/sh", "-c", script], sudo)
+            gate = SudoGate(sudo, tokens, self.target.host, self.target.port)
+            result = await execute(
+                self._conn,
+                self.target.host,
+                self.target.port,
+                shown,
+                render(tokens.argv),
+                input=input,
+                timeout=limit,
+                gate=gate,
+            )
         steps = split_steps(lines, marker, result.stdout, result.stderr)
         return ScriptResult(steps=steps, exit_status=result.exit_status, duration=result.duration)
 
