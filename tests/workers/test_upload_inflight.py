@@ -241,3 +241,17 @@ def test_the_ssh_settings_carry_the_upload_limits() -> None:
     assert upload_limits_of(custom) == UploadLimits(256 * KIB, KIB * KIB, 8 * KIB * KIB)
     with pytest.raises(ValidationError, match="upload_block_size <= upload_window <= upload_budget"):
         SshSettings(upload_window=2 * KIB * KIB * KIB)
+
+
+async def test_setting_the_same_limits_again_keeps_the_process_budget() -> None:
+    # a Celery worker builds one JobExecutor (which sets the [ssh] limits) per device job: jobs running at
+    # the same time must still draw on one budget
+    set_upload_limits(UploadLimits(block=64 * KIB, window=128 * KIB, budget=256 * KIB))
+    try:
+        first = process_budget()
+        set_upload_limits(UploadLimits(block=64 * KIB, window=128 * KIB, budget=256 * KIB))
+        assert process_budget() is first
+        set_upload_limits(UploadLimits(block=64 * KIB, window=128 * KIB, budget=512 * KIB))
+        assert process_budget() is not first and process_budget().free == 512 * KIB
+    finally:
+        set_upload_limits(UploadLimits())

@@ -111,8 +111,11 @@ _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ByteBudget] = wea
 
 def set_upload_limits(limits: UploadLimits) -> None:
     """Use `limits` for the uploads started from now on (the controller and each worker call this with the
-    `[ssh]` settings). Uploads already running keep the budget they took."""
+    `[ssh]` settings). Uploads already running keep the budget they took. The same limits again keep the
+    budget in use: every job executor of a Celery worker sets them, and its concurrent jobs must share one."""
     global _limits
+    if limits == _limits:
+        return
     _limits = limits
     _budgets.clear()
 
