@@ -185,10 +185,10 @@ def write_key_file(path: Path, key: bytes) -> None:
     """Write key to path atomically with mode 0600 (the directory is created 0700 if missing), replacing
     any file there."""
     key_id_of(key)
-    _write_private(path, key.strip() + b"\n")
+    write_private(path, key.strip() + b"\n")
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Atomically replace path with data, created 0600 (never readable by others, even for a moment)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -227,7 +227,7 @@ def init_key_file(settings: Settings, *, force: bool = False) -> KeyInitResult:
                 "is kept as secret.key.old), or `orchestrate secrets rotate` to re-encrypt under a new key"
             )
         replaced = _describe_key_file(path)
-        _write_private(_old_path(path), path.read_bytes())
+        write_private(_old_path(path), path.read_bytes())
     key = Fernet.generate_key()
     write_key_file(path, key)
     result = KeyInitResult(path=path, key_id=key_id_of(key), replaced_key_id=replaced)

@@ -5,7 +5,6 @@ certificate. For labs and demos only; the certificates themselves are made in `i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from orchestrator.certs.issue import SigningKey, check_ca_pair, issue_client_pfx
 from orchestrator.certs.names import certificate_name
 from orchestrator.certs.pfx import one_time_password
 from orchestrator.certs.x509info import load_certificates
+from orchestrator.secrets import write_private
 from orchestrator.state.db import session_scope
 
 
@@ -90,9 +90,7 @@ def issue_for_targets(
         dest = None
         if out is not None:
             dest = out / f"{dev.name}.pfx"
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            write_private(dest, data)  # atomic and 0600 even over an older file of another mode
         stored = None
         if vault is not None:
             with session_scope(engine) as s:

@@ -333,6 +333,9 @@ def test_issue_for_a_group_and_import(env: Path) -> None:
     )
     run("certs", "ca", "add", str(cf))
     outdir = env / "issued"
+    outdir.mkdir()
+    (outdir / "mac-02.pfx").write_bytes(b"an older file, readable by others")
+    (outdir / "mac-02.pfx").chmod(0o644)
     pw = _pwfile(env)
     args = ["--ca-cert", str(cf), "--ca-key", str(kf), "--out", str(outdir), "--password-file", str(pw)]
     r = run("certs", "issue", "--group", "lab", *args, "--days", "90")
@@ -341,6 +344,7 @@ def test_issue_for_a_group_and_import(env: Path) -> None:
     assert files == ["mac-01.pfx", "mac-02.pfx"]
     data = (outdir / "mac-01.pfx").read_bytes()
     assert (outdir / "mac-01.pfx").stat().st_mode & 0o777 == 0o600
+    assert (outdir / "mac-02.pfx").stat().st_mode & 0o777 == 0o600  # replaced, not written into the old mode
     contents = open_pfx(data, CANARY.encode())
     f = describe(contents.cert)  # type: ignore[arg-type]
     assert f.subject_cn == "mac-01.local" and f.san_dns == ("mac-01.local",)
