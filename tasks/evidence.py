@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tasks.model import FactsError, ProbeOutput
 
@@ -75,25 +75,25 @@ class VerifyRules:
 
     connected: tuple[str, ...] = DEFAULT_CONNECTED_PATTERNS
     errors: tuple[str, ...] = DEFAULT_ERROR_PATTERNS
+    # compiled once: every log line is matched against every pattern, several times per plan
+    _connected_re: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _errors_re: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connected", validate_patterns("connected_patterns", self.connected))
         object.__setattr__(self, "errors", validate_patterns("error_patterns", self.errors))
+        object.__setattr__(self, "_connected_re", tuple(re.compile(p, re.IGNORECASE) for p in self.connected))
+        object.__setattr__(self, "_errors_re", tuple(re.compile(p, re.IGNORECASE) for p in self.errors))
 
     @staticmethod
     def alternation(patterns: tuple[str, ...]) -> str:
         return "|".join(f"({p})" for p in patterns)
 
-    @staticmethod
-    def split(alternation: str) -> tuple[str, ...]:
-        """The inverse of `alternation` for what it made (the judge reads the rules back from the argv)."""
-        return (alternation,) if alternation else ()
-
     def is_error(self, line: str) -> bool:
-        return any(re.search(p, line, re.IGNORECASE) for p in self.errors)
+        return any(r.search(line) for r in self._errors_re)
 
     def is_connected(self, line: str) -> bool:
-        return any(re.search(p, line, re.IGNORECASE) for p in self.connected)
+        return any(r.search(line) for r in self._connected_re)
 
 
 DEFAULT_RULES = VerifyRules()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from tasks.evidence import DEFAULT_RULES, log_evidence, parse_lsof_fn
@@ -27,19 +28,15 @@ class LaunchdJob:
 @dataclass(frozen=True)
 class LogBlock:
     """The client log's tail since its last start line (the whole tail when it holds none: not every client
-    wording has one). connected / error: its latest evidence line (tasks.evidence, default patterns) says
-    connected / is an error (that line)."""
+    wording has one). connected: its latest evidence line (tasks.evidence, default patterns) says
+    connected."""
 
     lines: tuple[str, ...]
 
-    @property
+    @cached_property
     def connected(self) -> bool:
+        # judged once: the planners ask for it many times per device (decide() runs in every step)
         return log_evidence(self.lines, DEFAULT_RULES).connected
-
-    @property
-    def error(self) -> str | None:
-        found = log_evidence(self.lines, DEFAULT_RULES)
-        return found.line if found.error else None
 
     def as_json(self) -> list[str]:
         return list(self.lines)
