@@ -92,13 +92,6 @@ def _open_dmg(path: Path) -> Iterator[tuple[BinaryIO, int]]:
         raise ArtifactInputError(str(e)) from None
 
 
-def read_koly(path: Path) -> KolyTrailer:
-    """Read and check the trailer's own fields against the file size. Raises DmgFormatError, or
-    ArtifactInputError when path is not a regular file."""
-    with _open_dmg(path) as (f, size):
-        return _read_koly(f, size, path)
-
-
 def _read_koly(f: BinaryIO, size: int, path: Path) -> KolyTrailer:
     if size < KOLY_SIZE:
         raise DmgFormatError(f"{path.name}: {size} bytes is too short for a UDIF disk image (truncated?)")

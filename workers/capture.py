@@ -24,7 +24,6 @@ from workers.runner.inputs import InputError, device_work, load_run_inputs
 from workers.runner.job import timeouts_of
 from workers.ssh import Connection, ScriptLine, SudoMode, TransportError, connect
 
-IDENTITY_PREFIX = "identity:"
 # read-only probes that tell the redaction what identifies the Mac; never written as fixtures.
 # ioreg's IOPlatformExpertDevice node holds "IOPlatformSerialNumber" and "IOPlatformUUID" (public tools
 # read both this way, e.g. `ioreg -rd1 -c IOPlatformExpertDevice`); scutil --get prints one name (HostName

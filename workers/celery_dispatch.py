@@ -81,7 +81,7 @@ def advance(engine: Engine, app: MacfleetCelery, run_id: str, *, reap_after: flo
             return "wait"  # the wave that crossed the threshold finishes first, as with the local driver
         _finish(engine, run_id, halt=gate.reason)
         return "halted"
-    live = (*JobStatus.openable(), *JobStatus.in_flight())
+    live = JobStatus.unfinished()
     waves = sorted(w for w, c in counts.items() if any(c[st] for st in live))
     if not waves:
         _finish(engine, run_id)

@@ -22,6 +22,7 @@ from orchestrator import reports
 from orchestrator.cli import context
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
+from orchestrator.runs import RESUME_HINT
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import JobStatus
 from workers.local import drive
@@ -157,7 +158,7 @@ def exit_code(statuses: list[str]) -> int:
     """1 when a device failed (or was left unfinished), else 3 when one is unverified, else 4 when one
     awaits its CA trust, else 0."""
     left = {s for s in statuses if s not in _OK_JOBS}
-    if left - {JobStatus.UNVERIFIED.value, JobStatus.AWAITING_TRUST.value}:
+    if left - set(JobStatus.recheck()):
         return EXIT_FAILED
     if JobStatus.UNVERIFIED.value in left:
         return EXIT_UNVERIFIED
@@ -210,7 +211,7 @@ def finish(console: Console, run_id: str, *, stopped: bool) -> int:
     if detail.run.halt_reason and not stopped:
         console.warning(f"run {detail.run.status}: {detail.run.halt_reason}")
     if stopped:
-        console.info(f"resume with: orchestrate runs resume {run_id}")
+        console.info(f"{RESUME_HINT} {run_id}")
     return code
 
 

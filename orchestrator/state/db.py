@@ -235,9 +235,7 @@ def open_state_database(url: str, *, create_dir: bool = True) -> Engine:
         engine = create_db_engine(url)
         init_schema(engine)
         return engine
-    except ForeignDatabase as e:
-        reason = str(e)
-    except SchemaError as e:
+    except SchemaError as e:  # ForeignDatabase among them
         reason = str(e)
     except (SQLAlchemyError, sqlite3.Error, OSError) as e:
         orig = getattr(e, "orig", None)

@@ -120,10 +120,6 @@ def set_upload_limits(limits: UploadLimits) -> None:
     _budgets.clear()
 
 
-def upload_limits() -> UploadLimits:
-    return _limits
-
-
 def process_budget() -> ByteBudget:
     """The budget of the running event loop (created on first use with the current limits)."""
     loop = asyncio.get_running_loop()
