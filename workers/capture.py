@@ -19,6 +19,7 @@ from orchestrator.secrets import SecretBox
 from orchestrator.state.models import Device, DeviceJob, Run, new_id
 from tasks import probes
 from tasks.model import Command, ProbeOutput
+from workers.runner.batch import probe
 from workers.runner.device import DeviceWork
 from workers.runner.inputs import InputError, device_work, load_run_inputs
 from workers.runner.job import timeouts_of
@@ -50,10 +51,6 @@ class Capture:
     round_trips: int = 0
 
 
-def _probe(argv: list[str], status: int | None, out: bytes, err: bytes) -> ProbeOutput:
-    return ProbeOutput(tuple(argv), status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
-
-
 async def _run(
     conn: Connection, named: tuple[tuple[str, Command], ...], sudo: SudoMode, limit: float
 ) -> dict[str, ProbeOutput]:
@@ -66,7 +63,7 @@ async def _run(
         timeout=limit * len(named),
     )
     return {
-        name: _probe(o.argv, o.exit_status, o.stdout, o.stderr)
+        name: probe(o)
         for (name, _), o in zip(named, res.steps, strict=True)
     }
 

@@ -18,11 +18,11 @@ from orchestrator.config import Settings
 from orchestrator.secrets import SecretBox
 from orchestrator.state.models import Device
 from tasks.facts import FactsError, HostFacts, host_fact_commands, parse_host_facts
-from tasks.model import ProbeOutput
 from workers.events import JobFinished, JobStarted, RunEvent, StepFinished
+from workers.runner.batch import probe
 from workers.runner.inputs import InputError, ssh_access
 from workers.runner.job import pin_host_key, timeouts_of
-from workers.ssh import Connection, ScriptLine, StepOutcome, TransportError, connect
+from workers.ssh import Connection, ScriptLine, TransportError, connect
 
 PROBE_RUN = "probe"
 STEPS = ("connect", "facts")
@@ -114,7 +114,7 @@ async def _probe_one(
             )  # fmt: skip
         except TransportError as e:
             return fail("facts", started, type(e).__name__, str(e), conn.round_trips)
-        outputs = {name: _output(o) for (name, _), o in zip(named, res.steps, strict=True)}
+        outputs = {name: probe(o) for (name, _), o in zip(named, res.steps, strict=True)}
         try:
             facts = parse_host_facts(outputs)
         except FactsError as e:
@@ -123,9 +123,3 @@ async def _probe_one(
         return ProbeResult(device.id, device.name, facts, execs=conn.round_trips)
     finally:
         await conn.close()
-
-
-def _output(o: StepOutcome) -> ProbeOutput:
-    return ProbeOutput(
-        tuple(o.argv), o.exit_status, o.stdout.decode("utf-8", "replace"), o.stderr.decode("utf-8", "replace")
-    )
