@@ -11,9 +11,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from inventory import select as select_targets
+from inventory.graph import descendants
+from orchestrator.certs.names import live_names
 from orchestrator.inventory_store.common import get_devices, names_by_device
 from orchestrator.state.models import Device, Group, GroupChild
-from tasks.hostnames import MacNames
 
 
 @dataclass
@@ -121,22 +122,12 @@ def show_device(session: Session, name: str) -> DeviceDetail:
     for p, kids in tree.items():
         for k in kids:
             parents.setdefault(k, set()).add(p)
-    every: set[str] = set()
-    todo = list(direct)
-    while todo:
-        g = todo.pop()
-        if g not in every:
-            every.add(g)
-            todo.extend(parents.get(g, ()))
+    every: set[str] = set().union(*(descendants(g, parents) for g in direct))  # each group and its parents
     return DeviceDetail(d, direct, sorted(every))
 
 
 def live_names_json(d: Device) -> dict[str, Any] | None:
     """The Mac's names from its stored facts (hostname, LocalHostName, HostName, ComputerName and the
     Sharing-pane name LocalHostName.local), None when it never reported them."""
-    try:
-        doc = json.loads(d.facts_json) if d.facts_json else None
-    except ValueError:
-        return None
-    names = MacNames.from_facts(doc) if isinstance(doc, dict) else None
+    names = live_names(d)
     return names.as_json() if names is not None else None
