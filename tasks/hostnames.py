@@ -76,6 +76,11 @@ class MacNames:
                 out.append((HOSTNAME, self.hostname))
         return tuple(out)
 
+    def preferred(self, rule: str) -> str:
+        """The name to ask a certificate for under `rule`: the first it accepts, else `hostname`'s."""
+        wanted = self.accepted(rule)
+        return wanted[0][1] if wanted else self.hostname
+
     def label(self, kind: str) -> str:
         if kind == SHARING:
             return "the Sharing-pane name (LocalHostName.local)"

@@ -238,8 +238,7 @@ def check_client_cert(
     under `rule` (tasks/hostnames: the Sharing-pane name and/or `hostname`) instead of expected_hostname.
     """
     if names is not None:
-        wanted = names.accepted(rule)
-        expected_hostname = wanted[0][1] if wanted else names.hostname
+        expected_hostname = names.preferred(rule)
     if cert_facts is None:
         return CertVerdict(
             CertStatus.NO_CERTIFICATE,

@@ -31,8 +31,8 @@ def names_of(device: Device) -> tuple[str, ...]:
 
 
 def certificate_name(device: Device, rule: str) -> str:
-    """The name to issue a device's certificate for: the first of its live names `rule` accepts (the
-    Sharing-pane name under `either`/`sharing`), else its target host name."""
+    """The name to issue a device's certificate for: the one `certs check` asks for (MacNames.preferred:
+    the first live name `rule` accepts, else what `hostname` printed), or, never probed, its target host
+    name."""
     live = live_names(device)
-    wanted = live.accepted(rule) if live is not None else ()
-    return wanted[0][1] if wanted else device.target_hostname
+    return live.preferred(rule) if live is not None else device.target_hostname

@@ -27,6 +27,12 @@ def test_accepted_names(names: MacNames, rule: str, accepted: tuple[str, ...]) -
     assert tuple(n for _, n in names.accepted(rule)) == accepted
 
 
+def test_the_preferred_name_is_what_check_asks_and_issue_issues_for() -> None:
+    assert SET.preferred("either") == "Mac-01.local" and SET.preferred("hostname") == "mac.corp.example"
+    no_local = MacNames("host-3.dhcp.example", None, None)  # no LocalHostName: nothing `sharing` accepts
+    assert no_local.preferred("sharing") == "host-3.dhcp.example"
+
+
 def test_an_unknown_rule_is_refused() -> None:
     with pytest.raises(ValueError, match="name_rule must be one of sharing, hostname, either"):
         PLAIN.accepted("both")
