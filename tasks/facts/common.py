@@ -24,6 +24,9 @@ KNOWN_PATHS = (BINARY, CONF, UPDATECONF, PLIST, CLIENT_DIR)
 LOG_TAIL_LINES = 200
 START_LINE = "1E Client starting"  # macsim's wording; a log without it is judged as a whole (see LogBlock)
 LSOF = "/usr/sbin/lsof"
+# `launchctl print system/LABEL` on stdin -> the running job's pid (empty when it has none); shared by the
+# facts' socket probe and verify's poll
+PID_FILTER = "grep -E '^[\t ]*pid = [0-9]+$' | head -n 1 | tr -cd 0123456789"
 
 
 def finished(out: ProbeOutput, what: str) -> int:

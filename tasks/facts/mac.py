@@ -24,6 +24,7 @@ from tasks.facts.common import (
     LABEL,
     LOG_TAIL_LINES,
     LSOF,
+    PID_FILTER,
     PKG_ID,
     SYSTEM_KEYCHAIN,
     require,
@@ -159,8 +160,7 @@ def _endpoint_of(text: str) -> Endpoint:
 # The client's established TCP connections: its PID from `launchctl print`, then lsof for that PID (field
 # output, see tasks.evidence.parse_lsof_fn). Exits 0 with no output when the job runs no process.
 SOCKETS_SCRIPT = (
-    "pid=$(launchctl print \"system/$1\" 2>/dev/null | grep -E '^[\t ]*pid = [0-9]+$' | head -n 1 | "
-    "tr -cd 0123456789)\n"
+    f'pid=$(launchctl print "system/$1" 2>/dev/null | {PID_FILTER})\n'
     f'if [ -n "$pid" ]; then {LSOF} -nP -a -p "$pid" -iTCP -sTCP:ESTABLISHED -Fn; fi\n'
     "exit 0\n"
 )

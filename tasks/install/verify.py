@@ -34,6 +34,8 @@ from tasks.facts import (
     CLIENT_LOG,
     LABEL,
     LOG_TAIL_LINES,
+    LSOF,
+    PID_FILTER,
     PKG_ID,
     FactsError,
     LaunchdJob,
@@ -45,7 +47,6 @@ from tasks.install.params import InstallParams
 from tasks.model import Command, FailureReason, ProbeOutput, VerifyVerdict
 
 NOT_FOUND = 113  # `launchctl print` of a service that is not loaded
-LSOF = "/usr/sbin/lsof"
 POLL_NAME = "macfleet-verify"  # $0 of the poll script: how the runner and the judge recognise it
 MARK = "@@macfleet-verify"
 MAX_ROUNDS = 600
@@ -66,7 +67,7 @@ while [ "$verdict" = pending ] && [ "${#ticks}" -lt "$rounds" ]; do
   if [ -n "$ticks" ]; then sleep "$pause"; fi
   ticks="${ticks}x"
   job=$(launchctl print "system/$label" 2>&1); rc=$?
-  pid=$(printf '%s\n' "$job" | grep -E '^[	 ]*pid = [0-9]+$' | head -n 1 | tr -cd 0123456789)
+  pid=$(printf '%s\n' "$job" | """ + PID_FILTER + r""")
   socks=
   if [ -n "$pid" ]; then
     socks=$(""" + LSOF + r""" -nP -a -p "$pid" -iTCP -sTCP:ESTABLISHED -Fn 2>/dev/null)
