@@ -114,17 +114,14 @@ def wave_counts(session: Session, run_id: str) -> dict[int, Counter[str]]:
 
 def gate(session: Session, run_id: str, counts: dict[int, Counter[str]] | None = None) -> GateDecision:
     """The wave gate from the database: the run's `max_failures` over its job counts (`waves.decide`).
-    A queued job (handed to a Celery worker) counts as running. A halt's reason names the failed devices."""
+    A halt's reason names the failed devices."""
     counts = wave_counts(session, run_id) if counts is None else counts
     run = session.get(Run, run_id)
     params = json.loads(run.params_json) if run is not None else {}
     limit = params.get("max_failures")
     total = sum(sum(c.values()) for c in counts.values())
     threshold = parse_threshold(str(limit)) if limit not in (None, "") else Threshold(count=total + 1)
-    queued = JobStatus.QUEUED.value
-    attempted = {w: Counter({(JobStatus.RUNNING.value if k == queued else k): v for k, v in c.items()})
-                 for w, c in counts.items()}  # fmt: skip
-    decision = decide(attempted, threshold)
+    decision = decide(counts, threshold)
     if decision.action != "halt":
         return decision
     failed = session.exec(
@@ -133,7 +130,7 @@ def gate(session: Session, run_id: str, counts: dict[int, Counter[str]] | None =
                col(DeviceJob.status).in_(FINISHED_BAD))
         .order_by(col(Device.name))
     ).all()  # fmt: skip
-    return decide(attempted, threshold, list(failed))
+    return decide(counts, threshold, list(failed))
 
 
 def finish_run(

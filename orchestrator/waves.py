@@ -150,7 +150,8 @@ def decide(
         )
     for index in sorted(waves):
         counts = waves[index]
-        if counts.get("running", 0) or counts.get("interrupted", 0):
+        # queued: handed to a Celery worker, not yet started — in flight like running
+        if counts.get("running", 0) or counts.get("queued", 0) or counts.get("interrupted", 0):
             return GateDecision("wait", index)
         if counts.get("pending", 0):
             return GateDecision("open", index)

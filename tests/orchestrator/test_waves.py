@@ -59,6 +59,7 @@ def test_thresholds() -> None:
 def test_gate_waits_opens_halts_and_finishes() -> None:
     t = parse_threshold("10%")
     assert decide({0: {"running": 1}, 1: {"pending": 4}}, t).action == "wait"
+    assert decide({0: {"queued": 1}, 1: {"pending": 4}}, t).action == "wait"  # handed to a Celery worker
     assert decide({0: {"succeeded": 1}, 1: {"pending": 4}}, t) .wave == 1
     halted = decide({0: {"succeeded": 1}, 1: {"succeeded": 3, "failed": 1}, 2: {"pending": 15}}, t, ["mac-07"])
     assert halted.action == "halt" and "1 of 5" in halted.reason and "mac-07" in halted.reason
