@@ -41,6 +41,10 @@ class CaptureError(Exception):
     """The Mac could not be reached or probed (the message says why and what to do)."""
 
 
+class NoSuchDevice(CaptureError):
+    """The name given is no device of the inventory: bad input."""
+
+
 @dataclass
 class Capture:
     device: str
@@ -72,7 +76,7 @@ def _device(engine: Engine, name: str) -> Device:
     with Session(engine) as s:
         device = s.exec(select(Device).where(Device.name == name)).first()
     if device is None:
-        raise CaptureError(f"no device named {name!r}: see `orchestrate inventory list`")
+        raise NoSuchDevice(f"no device named {name!r}: see `orchestrate inventory list`")
     return device
 
 

@@ -17,7 +17,7 @@ import typer
 
 from orchestrator.capture import redaction_for, write_fixtures
 from orchestrator.cli.options import JsonOpt
-from orchestrator.cli.remote import Capture, CaptureError, capture_device
+from orchestrator.cli.remote import Capture, CaptureError, NoSuchDevice, capture_device
 from orchestrator.console import Console
 from tasks.facts import FactsError, parse_client_facts, parse_sw_vers, parse_uname_m
 
@@ -66,7 +66,7 @@ def facts(
         got = capture_device(host, full=capture_dir is not None)
     except CaptureError as e:
         console.error(str(e))
-        raise typer.Exit(EXIT_FAILED if "no device named" not in str(e) else EXIT_BAD_INPUT) from None
+        raise typer.Exit(EXIT_BAD_INPUT if isinstance(e, NoSuchDevice) else EXIT_FAILED) from None
     if capture_dir is None:
         _print_facts(console, got)
         return

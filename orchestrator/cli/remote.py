@@ -14,11 +14,14 @@ from typing import Any
 
 from orchestrator.cli import context
 from orchestrator.state.models import Device
-from workers.capture import Capture, CaptureError, capture
+from workers.capture import Capture, CaptureError, NoSuchDevice, capture
 from workers.local import DevicePlan, dry_run
 from workers.probe import ProbeResult, probe_devices
 
-__all__ = ["Capture", "CaptureError", "DevicePlan", "ProbeResult", "capture_device", "plans", "probe"]
+__all__ = [
+    "Capture", "CaptureError", "DevicePlan", "NoSuchDevice", "ProbeResult",
+    "capture_device", "plans", "probe",
+]
 
 
 def plans(
