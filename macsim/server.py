@@ -138,6 +138,21 @@ class _Session(asyncssh.SSHServer):
         return username == self._host.spec.user and key.public_data in self._host.authorized_key_blobs
 
 
+# SSH_MSG_IGNORE (RFC 4253 11.2): asyncssh's send_packet puts one before every packet once the transport is
+# encrypted. OpenSSH's sshd sends none (packet.c ssh_packet_send_ignore's callers are the client's
+# keystroke-timing obfuscation in clientloop.c), and a Mac runs sshd.
+_MSG_IGNORE = 2
+
+
+class SshdLikeConnection(asyncssh.SSHServerConnection):
+    """asyncssh's server connection without the MSG_IGNORE before every packet, as sshd sends them: a client
+    (our controller) then decrypts and dispatches the packets a real Mac would send it, not twice as many."""
+
+    def send_packet(self, pkttype: int, *args: bytes, handler: Any = None) -> None:
+        if pkttype != _MSG_IGNORE:
+            super().send_packet(pkttype, *args, handler=handler)
+
+
 class HostServer:
     """The listener, connections and SSH options of one simulated Mac."""
 
@@ -265,7 +280,7 @@ class HostServer:
             self._conns.add(hang)
             return hang
         loop = asyncio.get_running_loop()
-        conn = asyncssh.SSHServerConnection(loop, self.options())
+        conn = SshdLikeConnection(loop, self.options())
         self._conns.add(conn)
         return conn
 

@@ -166,3 +166,13 @@ async def test_install_steps_through_openssh_stage_install_sh_and_version_check(
             assert rc == 0, (cmd.argv[:4], err)
         assert b"Installing 1e.client-macOS_v8.0.2.5.pkg" in out
         assert host.mac.fs.exists("/Library/Application Support/1E/Client/1E.Client")
+
+
+async def test_macsim_sends_no_ignore_packets_like_sshd(fleet: Fleet, host: SimHost, known_hosts: Path) -> None:
+    """sshd sends no SSH_MSG_IGNORE (type 2); asyncssh's server puts one before every packet. OpenSSH's client
+    at -vvv logs the type of every packet it receives, so the count is read from a real client."""
+    rc, out, err = await _ssh(fleet, host, known_hosts, "echo from sshd", extra=["-vvv"])
+    assert (rc, out) == (0, b"from sshd\n"), err
+    received = [line for line in err.decode(errors="replace").splitlines() if "receive packet: type" in line]
+    assert any(line.endswith("type 98") for line in received), received  # the exit-status channel request
+    assert not [line for line in received if line.endswith("type 2")], received
