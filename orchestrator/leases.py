@@ -11,18 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, literal, or_, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from orchestrator.state.models import DeviceJob, DeviceLock, JobStatus, UtcDateTime, utcnow
 
 
-def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: datetime | None = None) -> bool:
+def claim_job(
+    session: Session, job_id: str, owner: str, ttl: float, now: datetime | None = None, *, commit: bool = True
+) -> bool:
     """Take the job's lease for `owner` for `ttl` seconds; True when taken.
 
     Succeeds when the job is unfinished and its lease is free, expired, or already `owner`'s. Marks the job
-    running, counts the attempt and stamps its first start. Commits."""
+    running, counts the attempt and stamps its first start. Commits unless told not to."""
     now = now or utcnow()
     stmt = (
         update(DeviceJob)
@@ -47,8 +49,25 @@ def claim_job(session: Session, job_id: str, owner: str, ttl: float, now: dateti
         )
     )
     taken = session.exec(stmt).rowcount == 1
-    session.commit()
+    if commit:
+        session.commit()
     return bool(taken)
+
+
+def claim_device_job(
+    session: Session, job_id: str, device_id: str, run_id: str, owner: str, ttl: float
+) -> str | None:
+    """The job's lease and its device's lock for `owner`, in ONE transaction: None when both are taken
+    (committed); else why not: "done" (the job is finished), "leased" (another holder's live lease), or
+    "busy:RUN" (another run holds the device; the transaction is rolled back, so the job is not claimed)."""
+    if not claim_job(session, job_id, owner, ttl, commit=False):
+        session.rollback()
+        job = session.get(DeviceJob, job_id)
+        return "done" if job is None or job.status not in JobStatus.unfinished() else "leased"
+    if not lock_device(session, device_id, run_id, owner, ttl, commit=False):  # rolled back
+        return f"busy:{device_holder(session, device_id)}"
+    session.commit()
+    return None
 
 
 def renew_jobs(session: Session, job_ids: Sequence[str], owner: str, ttl: float) -> set[str]:
@@ -86,9 +105,17 @@ def holds_job(session: Session, job_id: str, owner: str) -> bool:
 
 
 def lock_device(
-    session: Session, device_id: str, run_id: str, owner: str, ttl: float, now: datetime | None = None
+    session: Session,
+    device_id: str,
+    run_id: str,
+    owner: str,
+    ttl: float,
+    now: datetime | None = None,
+    *,
+    commit: bool = True,
 ) -> bool:
-    """Hold the device for run_id (at most one active run per device); True when held. Commits.
+    """Hold the device for run_id (at most one active run per device); True when held. Commits unless told
+    not to; a refusal rolls the session's transaction back (with commit=False, the caller's writes too).
 
     Taken when free, expired, or already held for the same run (a resumed run takes its own lock back)."""
     now = now or utcnow()
@@ -103,12 +130,12 @@ def lock_device(
         )
         .values(run_id=run_id, owner=owner, expires_at=expires)
     ).rowcount
-    if moved == 1:
-        session.commit()
-        return True
     try:
-        session.add(DeviceLock(device_id=device_id, run_id=run_id, owner=owner, expires_at=expires))
-        session.commit()
+        if moved != 1:  # no row yet: the insert races any other claimant's (the primary key decides)
+            session.exec(insert(DeviceLock).values(device_id=device_id, run_id=run_id, owner=owner,
+                                                   expires_at=expires))  # fmt: skip
+        if commit:
+            session.commit()
     except IntegrityError:
         session.rollback()
         return False

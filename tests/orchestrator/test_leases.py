@@ -62,3 +62,42 @@ def test_release_and_unlock_in_one_transaction(engine: Engine) -> None:
         assert s.get(DeviceLock, device_id) is None
         assert leases.claim_job(s, job_id, "ctl-b", 60)  # released: free at once
         assert leases.lock_device(s, device_id, other_run, "ctl-b", 60)
+
+
+def test_claim_device_job_takes_both_or_neither(engine: Engine) -> None:
+    """The job's lease and the device's lock in one transaction: when another run holds the device, the job
+    is left exactly as it was (not running, no attempt counted, no start stamped, no lease)."""
+    job_id, device_id, run_id = _job(engine)
+    other_job, _, other_run = _job_on(engine, device_id)
+    with Session(engine) as s:
+        assert leases.claim_device_job(s, other_job, device_id, other_run, "ctl-b", 60) is None
+    with Session(engine) as s:
+        assert leases.claim_device_job(s, job_id, device_id, run_id, "ctl-a", 60) == f"busy:{other_run}"
+    with Session(engine) as s:
+        job = s.get(DeviceJob, job_id)
+        assert job is not None
+        assert (job.status, job.attempts, job.started_at, job.lease_owner) == ("pending", 0, None, None)
+        assert leases.device_holder(s, device_id) == other_run
+        assert leases.claim_device_job(s, other_job, device_id, other_run, "ctl-a", 60) == "leased"
+        leases.release_job(s, other_job, "ctl-b", commit=False)
+        leases.unlock_device(s, device_id, other_run)
+    with Session(engine) as s:
+        assert leases.claim_device_job(s, job_id, device_id, run_id, "ctl-a", 60) is None
+        s.get(DeviceJob, other_job).status = "succeeded"  # type: ignore[union-attr]
+        s.commit()
+        assert leases.claim_device_job(s, other_job, device_id, other_run, "ctl-b", 60) == "done"
+    with Session(engine) as s:
+        job = s.get(DeviceJob, job_id)
+        assert job is not None and (job.status, job.attempts, job.lease_owner) == ("running", 1, "ctl-a")
+        assert leases.device_holder(s, device_id) == run_id
+
+
+def _job_on(engine: Engine, device_id: str) -> tuple[str, str, str]:
+    with Session(engine) as s:
+        run = Run(kind="install")
+        s.add(run)
+        s.flush()
+        job = DeviceJob(run_id=run.id, device_id=device_id)
+        s.add(job)
+        s.commit()
+        return job.id, device_id, run.id

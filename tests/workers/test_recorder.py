@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from orchestrator.state.models import Device, DeviceJob, Run, StepRun
+from orchestrator.state.models import AuditEvent, Device, DeviceJob, Run, StepRun
 from workers.runner.recorder import Recorder
 
 
@@ -54,3 +54,39 @@ async def test_batches_land_as_queued(engine: Engine) -> None:
         assert da is not None and db is not None
         assert (da.connected, da.installed_version, da.last_error) == (True, "8.0.2.5", None)
         assert (db.connected, db.installed_version, db.last_error) == (False, None, "push: UploadError")
+
+
+async def test_audit_rows_and_calls_land_after_the_rows_queued_before_them(engine: Engine) -> None:
+    """`audit` inserts with the model's defaults filled in; a `call` runs in the same transaction after
+    what was queued before it (a job's lease is let go only with its last records)."""
+    with Session(engine) as s:
+        dev, run = Device(name="mac-a", address="127.0.0.1"), Run(kind="install")
+        s.add_all([dev, run])
+        s.flush()
+        job = DeviceJob(run_id=run.id, device_id=dev.id)
+        s.add(job)
+        s.commit()
+        job_id = job.id
+    seen: list[str] = []
+
+    def let_go(session: Session) -> None:
+        row = session.get(DeviceJob, job_id)
+        assert row is not None
+        seen.append(row.status)
+        row.lease_owner = None
+        session.add(row)
+        session.flush()
+
+    rec = Recorder(engine, interval=0.05).start()
+    rec.job(job_id, status="succeeded", lease_owner="ctl-a")
+    rec.audit("runner", "ca.added", '{"sha1": "ab"}')
+    rec.call(let_go)
+    await rec.close()
+    assert rec.error is None and seen == ["succeeded"]
+    with Session(engine) as s:
+        row = s.get(DeviceJob, job_id)
+        assert row is not None and (row.status, row.lease_owner) == ("succeeded", None)
+        (event,) = s.exec(select(AuditEvent)).all()
+        assert (event.actor, event.action, event.params_json, event.outcome) == (
+            "runner", "ca.added", '{"sha1": "ab"}', "ok"
+        )

@@ -27,7 +27,6 @@ from orchestrator.config import Settings
 from orchestrator.secrets import SecretBox
 from orchestrator.state.models import (
     Artifact,
-    AuditEvent,
     Device,
     DeviceJob,
     HostKeyPin,
@@ -137,18 +136,18 @@ class DeviceJobWork:
         return self.settings.run_id
 
     async def run(self) -> DeviceResult | None:
-        why = await self.claim()
-        if why is not None:
-            if why.startswith("busy:"):
-                msg = f"{self.name} is held by run {why[5:]}; wait for it or halt it"
+        claimed = await self.claim()
+        if isinstance(claimed, str):
+            if claimed.startswith("busy:"):
+                msg = f"{self.name} is held by run {claimed[5:]}; wait for it or halt it"
                 self.fail("DeviceBusy", msg, device_row=False)  # the device's row is the holding run's
             return None
         self.ex.held[self.job_id] = self.device_id
         try:
-            try:
-                work = await asyncio.to_thread(self.build)
-            except (InputError, ValueError, KeyError) as e:
+            if isinstance(claimed, Exception):
+                e = claimed
                 return self.fail(e.error_type if isinstance(e, InputError) else "BadInput", str(e))
+            work = claimed
             try:
                 result = await DeviceRunner(work, self.settings, self.recorder, self.ex.on_event,
                                             self.ex.stop).run()  # fmt: skip
@@ -159,35 +158,34 @@ class DeviceJobWork:
         finally:
             await self.release()
 
-    async def claim(self) -> str | None:
-        """None when claimed; else why not ("done", "busy:RUN"). Waits out a dead holder's lease."""
+    async def claim(self) -> str | DeviceWork | Exception:
+        """The job's work, built once the job and its device are held (one thread hop, one transaction);
+        else why not ("done", "busy:RUN"), or the bad input that kept its work from being built (the job
+        is held then, to be recorded failed). Waits out a dead holder's lease."""
         ex = self.ex
         deadline = asyncio.get_running_loop().time() + ex.lease_ttl + 5
         while True:
-            def attempt() -> str | None:
+            def attempt() -> str | DeviceWork | Exception:
                 with Session(ex.engine) as s:
-                    if not leases.claim_job(s, self.job_id, ex.owner, ex.lease_ttl):
-                        job = s.get(DeviceJob, self.job_id)
-                        if job is None or job.status not in JobStatus.unfinished():
-                            return "done"
-                        return "leased"
-                    if not leases.lock_device(s, self.device_id, self.run_id, ex.owner, ex.lease_ttl):
-                        holder = leases.device_holder(s, self.device_id)
-                        leases.release_job(s, self.job_id, ex.owner)
-                        return f"busy:{holder}"
-                    return None
+                    why = leases.claim_device_job(s, self.job_id, self.device_id, self.run_id, ex.owner,
+                                                  ex.lease_ttl)  # fmt: skip
+                    if why is not None:
+                        return why
+                    try:
+                        return self.build(s)
+                    except (InputError, ValueError, KeyError) as e:
+                        return e
 
-            why = await asyncio.to_thread(attempt)
-            if why != "leased" or asyncio.get_running_loop().time() > deadline or ex.stop.is_set():
-                return why
+            claimed = await asyncio.to_thread(attempt)
+            if claimed != "leased" or asyncio.get_running_loop().time() > deadline or ex.stop.is_set():
+                return claimed
             await asyncio.sleep(1.0)  # another holder's lease (a dead controller's) has to expire first
 
-    def build(self) -> DeviceWork:
+    def build(self, s: Session) -> DeviceWork:
         """The job's DeviceWork from the database (read only: the claim stamped started_at)."""
-        with Session(self.ex.engine) as s:
-            job, device = s.get(DeviceJob, self.job_id), s.get(Device, self.device_id)
-            assert job is not None and device is not None
-            return device_work(s, self.ex.settings, self.inputs, job, device, self.ex.box, self.pin)
+        job, device = s.get(DeviceJob, self.job_id), s.get(Device, self.device_id)
+        assert job is not None and device is not None
+        return device_work(s, self.ex.settings, self.inputs, job, device, self.ex.box, self.pin)
 
     def fail(self, error_type: str, message: str, *, device_row: bool = True) -> DeviceResult:
         """The job failed before any connection (busy device, bad inputs): recorded as such."""
@@ -228,8 +226,9 @@ class DeviceJobWork:
         it means for the row (or, after a failure it may roll back, the version put back)."""
         wf = self.inputs.workflow
         added = [(ca.sha256, ca.sha1) for ca in wf.trusted_cas(work.params, result.executed)]
-        if added:
-            await asyncio.to_thread(_record_cas_added, self.ex.engine, self.device_id, self.run_id, added)
+        for sha256, sha1 in added:  # committed with the job's last records, before its lease is let go
+            doc = {"device_id": self.device_id, "run_id": self.run_id, "sha256": sha256, "sha1": sha1}
+            self.recorder.audit("runner", CA_ADDED, json.dumps(doc))
         update: dict[str, Any] = {"last_run_id": self.run_id, "last_outcome": result.status}
         if result.status == JobStatus.SUCCEEDED.value:
             update["last_error"] = None
@@ -292,16 +291,17 @@ class DeviceJobWork:
                 "last_outcome": JobStatus.ROLLED_BACK.value, "last_error": msg}  # fmt: skip
 
     async def release(self) -> None:
-        """Let go of the job's lease and the device's lock (after everything recorded is committed)."""
+        """Let go of the job's lease and the device's lock, in the recorder's transaction after everything
+        the job recorded (the flush waits for the commit)."""
         self.ex.held.pop(self.job_id, None)
-        await self.recorder.flush()
-        await asyncio.to_thread(self._release)
+        job_id, device_id, run_id, owner = self.job_id, self.device_id, self.run_id, self.ex.owner
 
-    def _release(self) -> None:
-        with Session(self.ex.engine) as s:  # one transaction for both
-            leases.release_job(s, self.job_id, self.ex.owner, commit=False)
-            leases.unlock_device(s, self.device_id, self.run_id, commit=False)
-            s.commit()
+        def let_go(s: Session) -> None:
+            leases.release_job(s, job_id, owner, commit=False)
+            leases.unlock_device(s, device_id, run_id, commit=False)
+
+        self.recorder.call(let_go)
+        await self.recorder.flush()
 
 
 def _artifact_of_version(engine: Engine, version: str) -> tuple[DmgRef, Path] | None:
@@ -311,11 +311,3 @@ def _artifact_of_version(engine: Engine, version: str) -> tuple[DmgRef, Path] | 
             return None
         ref = DmgRef(version=art.version, sha256=art.sha256, size=art.size, file_name=art.filename)
         return ref, Path(art.path)
-
-
-def _record_cas_added(engine: Engine, device_id: str, run_id: str, added: list[tuple[str, str]]) -> None:
-    with Session(engine) as s:
-        for sha256, sha1 in added:
-            doc = {"device_id": device_id, "run_id": run_id, "sha256": sha256, "sha1": sha1}
-            s.add(AuditEvent(actor="runner", action=CA_ADDED, params_json=json.dumps(doc)))
-        s.commit()

@@ -14,20 +14,23 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import PydanticUndefined
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from orchestrator.state.models import Device, DeviceJob, StepRun, new_id, utcnow
+from orchestrator.state.models import AuditEvent, Device, DeviceJob, StepRun, new_id, utcnow
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class _StepInsert:
+class _Insert:
+    model: type[Any]
     id: str
     values: dict[str, Any]
 
@@ -46,24 +49,34 @@ class _Flush:
 
 
 @dataclass
+class _Call:
+    """A write of its own (a lease's release), made after the batch's rows, in the same transaction."""
+
+    write: Callable[[Session], None]
+
+
+@dataclass
 class _Batch:
-    inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inserts: dict[tuple[type[Any], str], dict[str, Any]] = field(default_factory=dict)
     updates: dict[tuple[type[Any], str], dict[str, Any]] = field(default_factory=dict)
+    calls: list[_Call] = field(default_factory=list)
     flushes: list[_Flush] = field(default_factory=list)
 
     def add(self, op: object) -> None:
-        if isinstance(op, _StepInsert):
-            self.inserts[op.id] = op.values
+        if isinstance(op, _Insert):
+            self.inserts[(op.model, op.id)] = op.values
         elif isinstance(op, _Update):
-            if op.model is StepRun and op.id in self.inserts:
-                self.inserts[op.id].update(op.values)  # started and ended within one batch: one insert
+            if (op.model, op.id) in self.inserts:
+                self.inserts[(op.model, op.id)].update(op.values)  # inserted and updated in one batch
             else:
                 self.updates.setdefault((op.model, op.id), {}).update(op.values)
+        elif isinstance(op, _Call):
+            self.calls.append(op)
         elif isinstance(op, _Flush):
             self.flushes.append(op)
 
     def empty(self) -> bool:
-        return not (self.inserts or self.updates)
+        return not (self.inserts or self.updates or self.calls)
 
 
 class Recorder:
@@ -89,7 +102,8 @@ class Recorder:
     def step_started(self, job_id: str, step: str, attempt: int, commands_json: str = "[]") -> str:
         step_id = new_id()
         self._queue.put(
-            _StepInsert(
+            _Insert(
+                StepRun,
                 step_id,
                 {
                     "job_id": job_id,
@@ -113,6 +127,15 @@ class Recorder:
     def device(self, device_id: str, **values: Any) -> None:
         values.setdefault("updated_at", utcnow())
         self._queue.put(_Update(Device, device_id, values))
+
+    def audit(self, actor: str, action: str, params_json: str) -> None:
+        self._queue.put(_Insert(AuditEvent, new_id(), {"actor": actor, "action": action,
+                                                       "params_json": params_json, "at": utcnow()}))
+
+    def call(self, write: Callable[[Session], None]) -> None:
+        """Run write(session) in the writer's next transaction, after the rows queued before it (it must
+        not commit). `flush()` waits for it like for any record."""
+        self._queue.put(_Call(write))
 
     async def flush(self) -> None:
         """Wait until everything queued before this call is committed. Raises the writer's last error."""
@@ -179,9 +202,11 @@ class Recorder:
 def _write(session: Session, batch: _Batch) -> None:
     """A batch as a few executemany statements on the tables (the ORM's unit of work, one UPDATE per row,
     cost the writer thread ~40 ms of CPU per device, holding the GIL the event loop needs)."""
-    if batch.inserts:
-        rows = [StepRun(id=i, **v).model_dump() for i, v in batch.inserts.items()]
-        session.connection().execute(insert(StepRun.__table__), rows)  # type: ignore[attr-defined]
+    by_model: dict[type[Any], list[dict[str, Any]]] = {}
+    for (model, row_id), values in batch.inserts.items():
+        by_model.setdefault(model, []).append({**_defaults(model), "id": row_id, **values})
+    for model, rows in by_model.items():  # every row of a model has every column: one executemany
+        session.connection().execute(insert(model.__table__), rows)
     same_columns: dict[tuple[type[Any], tuple[str, ...]], list[dict[str, Any]]] = {}
     for (model, row_id), values in batch.updates.items():
         params = {"row_id": row_id, **{f"v_{k}": v for k, v in values.items()}}
@@ -190,6 +215,20 @@ def _write(session: Session, batch: _Batch) -> None:
         table = model.__table__
         stmt = update(table).where(table.c.id == bindparam("row_id"))
         session.connection().execute(stmt.values({n: bindparam(f"v_{n}") for n in names}), params_list)
+    for c in batch.calls:
+        c.write(session)
+
+
+_DEFAULTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _defaults(model: type[Any]) -> dict[str, Any]:
+    """The model's plain field defaults, by column name (building a model per row to get them cost the
+    writer most of its CPU); fields with a default factory are always given by the caller."""
+    if model not in _DEFAULTS:
+        fields = model.model_fields.items()
+        _DEFAULTS[model] = {name: f.default for name, f in fields if f.default is not PydanticUndefined}
+    return _DEFAULTS[model]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -213,6 +252,12 @@ class NullRecorder(Recorder):
         pass
 
     def device(self, device_id: str, **values: Any) -> None:
+        pass
+
+    def audit(self, actor: str, action: str, params_json: str) -> None:
+        pass
+
+    def call(self, write: Callable[[Session], None]) -> None:
         pass
 
     async def flush(self) -> None:
