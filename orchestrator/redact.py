@@ -47,10 +47,11 @@ class Redactor:
     def __init__(self, values: Iterable[str | bytes] = (), mask: str = MASK) -> None:
         self.mask = mask
         self._values: dict[str, int] = {}  # value -> how many times it was added (discard undoes one add)
+        self._value_forms: dict[str, set[str]] = {}  # value -> its forms (a discard need not remake them)
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._bpattern: re.Pattern[bytes] | None = None
-        self._dirty = False
+        self._dirty = self._bdirty = False  # each pattern is remade when first needed (most jobs use one)
         self._lock = threading.Lock()
         for v in values:
             self.add(v)
@@ -73,8 +74,9 @@ class Redactor:
         with self._lock:
             self._values[text] = self._values.get(text, 0) + 1
             if self._values[text] == 1:
-                self._forms |= _forms(text)
-                self._dirty = True
+                self._value_forms[text] = _forms(text)
+                self._forms |= self._value_forms[text]
+                self._dirty = self._bdirty = True
 
     def discard(self, value: str | bytes) -> None:
         """Undo one `add` of value (a device's one-time password once its job is over), so a long-running
@@ -85,44 +87,48 @@ class Redactor:
             if count > 1:
                 self._values[text] = count - 1
             elif count == 1:
-                del self._values[text]
-                self._forms = set().union(*(_forms(v) for v in self._values)) if self._values else set()
-                self._dirty = True
+                del self._values[text], self._value_forms[text]
+                self._forms = set().union(*self._value_forms.values())
+                self._dirty = self._bdirty = True
 
     def clear(self) -> None:
         """Forget every registered value."""
         with self._lock:
             self._values.clear()
+            self._value_forms.clear()
             self._forms.clear()
             self._pattern = self._bpattern = None
-            self._dirty = False
+            self._dirty = self._bdirty = False
 
-    def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[bytes] | None]:
+    def _str_pattern(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._dirty:
                 ordered = sorted(self._forms, key=len, reverse=True)
-                if ordered:
-                    self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
-                    self._bpattern = re.compile(
-                        b"|".join(re.escape(f.encode("utf-8", "surrogateescape")) for f in ordered)
-                    )
-                else:
-                    self._pattern = self._bpattern = None
+                self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
                 self._dirty = False
-            return self._pattern, self._bpattern
+            return self._pattern
+
+    def _bytes_pattern(self) -> re.Pattern[bytes] | None:
+        with self._lock:
+            if self._bdirty:
+                longest_first = sorted(self._forms, key=len, reverse=True)
+                ordered = [f.encode("utf-8", "surrogateescape") for f in longest_first]
+                self._bpattern = re.compile(b"|".join(map(re.escape, ordered))) if ordered else None
+                self._bdirty = False
+            return self._bpattern
 
     def redact(self, text: str) -> str:
         """text with every registered value masked."""
         if not text:
             return text
-        pattern, _ = self._compiled()
+        pattern = self._str_pattern()
         return text if pattern is None else pattern.sub(self.mask, text)
 
     def redact_bytes(self, data: bytes) -> bytes:
         """data (e.g. raw command output) with every registered value masked."""
         if not data:
             return data
-        _, bpattern = self._compiled()
+        bpattern = self._bytes_pattern()
         return data if bpattern is None else bpattern.sub(self.mask.encode(), data)
 
     def logging_filter(self) -> logging.Filter:

@@ -261,7 +261,8 @@ def _check(name: str, kind: str) -> None:
 
 def find_secret(session: Session, ref: str) -> Secret:
     """The secret whose id or name is ref. Raises SecretNotFound."""
-    found = session.get(Secret, ref) or session.exec(select(Secret).where(Secret.name == ref)).first()
+    rows = session.exec(select(Secret).where(or_(col(Secret.id) == ref, col(Secret.name) == ref))).all()
+    found = next((r for r in rows if r.id == ref), None) or next(iter(rows), None)  # one query; id first
     if found is None:
         raise SecretNotFound(f"no secret named {ref!r} (nor with that id)")
     return found

@@ -16,14 +16,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from orchestrator.certs.pfx import one_time_password, rewrap_for_macos
 from orchestrator.certs.store import BoxVault, active_certificate, load_identity
 from orchestrator.config import Settings
 from orchestrator.redact import LOG_REDACTOR, Redactor
-from orchestrator.secrets import SecretBox, SecretNotFound, load_secret
+from orchestrator.secrets import SecretBox, SecretError, SecretNotFound, load_secret
 from orchestrator.state.models import (
     Artifact,
     AuditEvent,
@@ -214,7 +213,7 @@ def device_work(
         raise InputError(e.error_type, str(e)) from None
     produce: Callable[[str], bytes] | None = None
     if cert is not None and wf.stdin_inputs:
-        produce = _secret_inputs(session.get_bind(), wf, params, cert, device.name, box, redactor, shared)
+        produce = _secret_inputs(session, wf, params, cert, device.name, box, redactor, shared)
     sources: dict[str, Path | bytes] = {f"ca:{ref.sha256}": pem for ref, pem in inputs.cas}
     if inputs.dmg_path is not None:
         sources["dmg"] = inputs.dmg_path
@@ -243,7 +242,7 @@ def _identity(cert: ClientCertificate | None) -> IdentityRef | None:
 
 
 def _secret_inputs(
-    engine: Engine | Connection,
+    session: Session,
     wf: Workflow,
     params: Params,
     cert: ClientCertificate,
@@ -253,23 +252,23 @@ def _secret_inputs(
     shared: list[bytes],
 ) -> Callable[[str], bytes]:
     """The device's PFX re-wrapped with a one-time password ("pfx"), and the workflow's stdin inputs made
-    with the same password ("stdin:NAME"): decrypted on first use, masked in every record and log line."""
+    with the same password ("stdin:NAME"): the identity is read in the builder's session (no session of
+    its own later), re-wrapped on first use (the KDF is the costly part), masked in every record and log."""
+    try:
+        contents = load_identity(session, BoxVault(box()), cert, f"stored identity of {device_name}")
+    except SecretError as e:  # no key, another key, a damaged secret: this job fails saying which
+        raise InputError(type(e).__name__, f"{device_name}: stored identity unreadable: {e}") from None
+    if contents.key is None or contents.cert is None:
+        raise InputError("BadInput", f"{device_name}: the stored PFX holds no identity (key and certificate)")
+    key, leaf, chain = contents.key, contents.cert, contents.chain
     state: dict[str, bytes] = {}
-    cert_id = cert.id
 
     def produce(name: str) -> bytes:
         if "pfx" not in state:
-            with Session(engine) as own:  # the builder's session is closed by now
-                row = own.get(ClientCertificate, cert_id)
-                if row is None:
-                    raise KeyError(f"{device_name}: its client certificate was removed during the run")
-                contents = load_identity(own, BoxVault(box()), row, f"stored identity of {device_name}")
-            if contents.key is None or contents.cert is None:
-                raise KeyError(f"{device_name}: the stored PFX holds no identity (key and certificate)")
             otp = one_time_password()
             redactor.add(otp)
             share(otp, shared)
-            state["pfx"] = rewrap_for_macos(contents.key, contents.cert, contents.chain, otp)
+            state["pfx"] = rewrap_for_macos(key, leaf, chain, otp)
             for input_name, make in wf.stdin_inputs.items():
                 state[f"stdin:{input_name}"] = make(params, otp.decode("ascii"))
         if name not in state:
