@@ -72,6 +72,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -104,6 +105,7 @@ from orchestrator.state.models import CaCertificate, Device, DeviceJob, Run, Ste
 from tasks.install.params import DmgRef
 from workers.local import drive
 from workers.runner.job import upload_limits_of
+from workers.runner.recorder import Recorder
 from workers.ssh.connect import ENCRYPTION_ALGS
 from workers.ssh.inflight import set_upload_limits, write_pipelined
 
@@ -144,6 +146,7 @@ class Phase:
     bare_exec: list[float] = field(default_factory=list)
     sized_copy: list[float] = field(default_factory=list)  # `cp -p` of a file the DMG's size (1E's pkg)
     start_rss: int = 0  # bytes, VmRSS when the phase began (its process's baseline: the bed)
+    cpu_parts: dict[str, float] = field(default_factory=dict)  # CPU seconds by thread/part (`CpuParts`)
 
 
 @dataclass
@@ -638,6 +641,54 @@ def transport_streams(bed: Bed, total_mb: int = 256) -> list[Stream]:
     return streams
 
 
+class CpuParts:
+    """The controller's CPU by part during a deploy: the recorder's writer thread and each function the
+    runner hands to a worker thread (`asyncio.to_thread`: the job's claim and inputs, the PFX re-wrap...),
+    each timed with its thread's own clock (`time.thread_time`), so GIL waits are not counted. The event
+    loop's thread is the phase's own thread (timed by the caller); what is left is "other threads" (the
+    executor's idle bookkeeping, asyncssh's getaddrinfo). A bench-only wrapper, removed on exit."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def __enter__(self) -> CpuParts:
+        self._to_thread, self._writer = asyncio.to_thread, Recorder._loop
+        parts, to_thread, writer = self, self._to_thread, self._writer
+
+        async def timed_to_thread(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            name = getattr(fn, "__qualname__", type(fn).__name__).replace(".<locals>", "")
+
+            def timed() -> Any:
+                c0 = time.thread_time()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    parts._add(name, time.thread_time() - c0)
+
+            return await to_thread(timed)
+
+        def timed_writer(recorder: Recorder) -> None:
+            c0 = time.thread_time()
+            try:
+                writer(recorder)
+            finally:
+                parts._add("recorder (DB writer)", time.thread_time() - c0)
+
+        asyncio.to_thread = timed_to_thread
+        Recorder._loop = timed_writer  # type: ignore[method-assign, assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.to_thread = self._to_thread
+        Recorder._loop = self._writer  # type: ignore[method-assign]
+        self.seconds = dict(sorted(self.seconds.items(), key=lambda kv: -kv[1]))
+
+
 def measure(bed: Bed, kind: str, concurrency: int, profile: Path | None) -> Phase:
     """`measure_here` in a child process of its own (see `in_child`)."""
     bed.engine.dispose()  # no SQLite connection is shared with the child
@@ -653,8 +704,8 @@ def measure_here(bed: Bed, kind: str, concurrency: int, profile: Path | None) ->
         fleet0 = bed.fleet.cpu()
         reset_peak_rss()
         start_rss = _status("VmRSS")
-        prof = cProfile.Profile() if profile is not None else None
-        cpu0, t0 = cpu_self(), time.perf_counter()
+        prof = cProfile.Profile(time.thread_time) if profile is not None else None  # CPU, not GIL waits
+        cpu0, t0, main0 = cpu_self(), time.perf_counter(), time.thread_time()
         if prof is not None:
             prof.enable()
         if kind == "ceiling":
@@ -662,7 +713,8 @@ def measure_here(bed: Bed, kind: str, concurrency: int, profile: Path | None) ->
             trips: list[int] = []
             steps = {}
         else:
-            outcome = asyncio.run(drive(bed.engine, bed.settings, run_id, concurrency=concurrency))
+            with CpuParts() as parts:
+                outcome = asyncio.run(drive(bed.engine, bed.settings, run_id, concurrency=concurrency))
             durations = [r.duration for r in outcome.results]
             trips = [r.round_trips for r in outcome.results]
             failed = [f"{d}: {step}: {et}: {msg}" for d, step, et, msg in outcome.failed]
@@ -670,7 +722,9 @@ def measure_here(bed: Bed, kind: str, concurrency: int, profile: Path | None) ->
             steps = step_medians(bed.engine, run_id)
         if prof is not None:
             prof.disable()
-        wall, cpu = time.perf_counter() - t0, cpu_self() - cpu0
+        wall, cpu, loop_cpu = time.perf_counter() - t0, cpu_self() - cpu0, time.thread_time() - main0
+        by_part = {"event loop": loop_cpu, **(parts.seconds if kind == "deploy" else {})}
+        by_part["other threads"] = max(0.0, cpu - sum(by_part.values()))
         fleet_cpu = bed.fleet.cpu() - fleet0
         peak = _status("VmHWM")
         copies: list[float] = []
@@ -693,13 +747,17 @@ def measure_here(bed: Bed, kind: str, concurrency: int, profile: Path | None) ->
           f"load {load:.1f}  fleet held {received / 1e6:.0f} MB "
           f"(removed {removed / 1e6:.0f} MB)" + (f"  FAILED {len(failed)}: {failed[:3]}" if failed else ""),
           flush=True)
+    n = max(1, len(durations))
+    print("          controller CPU by part (ms/dev): "
+          + ", ".join(f"{k} {v * 1000 / n:.1f}" for k, v in by_part.items() if v * 1000 / n >= 0.05))
     if steps:
         print("          step medians (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
     if copies:
         print(f"          install.sh stage copy: cp -p exec median {med(copies) * 1000:.1f} ms "
               f"(p95 {pct(copies, 0.95) * 1000:.1f}), bare exec {med(bare) * 1000:.1f} ms, "
               f"cp -p of a DMG-sized file {med(sized) * 1000:.1f} ms (p95 {pct(sized, 0.95) * 1000:.1f})")
-    return Phase(wall, cpu, fleet_cpu, peak, durations, trips, failed, steps, copies, bare, sized, start_rss)
+    return Phase(wall, cpu, fleet_cpu, peak, durations, trips, failed, steps, copies, bare, sized, start_rss,
+                 by_part)
 
 
 def stage_copy_bytes(dmg: Path) -> int:
