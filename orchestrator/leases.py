@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -26,32 +28,39 @@ def claim_job(
     Succeeds when the job is unfinished and its lease is free, expired, or already `owner`'s. Marks the job
     running, counts the attempt and stamps its first start. Commits unless told not to."""
     now = now or utcnow()
-    stmt = (
+    params = {"job_id": job_id, "owner": owner, "now": now, "expires": now + timedelta(seconds=ttl)}
+    taken = session.connection().execute(_claim_statement(), params).rowcount == 1
+    if commit:
+        session.commit()
+    return bool(taken)
+
+
+@cache
+def _claim_statement() -> Any:
+    """claim_job's compare-and-set, built once (building a statement costs more CPU than running it)."""
+    now = bindparam("now", type_=UtcDateTime())
+    return (
         update(DeviceJob)
         .where(
             and_(
-                col(DeviceJob.id) == job_id,
+                col(DeviceJob.id) == bindparam("job_id"),
                 col(DeviceJob.status).in_(JobStatus.unfinished()),
                 or_(
                     col(DeviceJob.lease_owner).is_(None),
-                    col(DeviceJob.lease_owner) == owner,
+                    col(DeviceJob.lease_owner) == bindparam("owner"),
                     col(DeviceJob.lease_expires_at) < now,
                 ),
             )
         )
         .values(
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=ttl),
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("expires", type_=UtcDateTime()),
             status=JobStatus.RUNNING.value,
             attempts=DeviceJob.attempts + 1,
             # bound as the column's type, so the stamp is stored as every other timestamp is
-            started_at=func.coalesce(col(DeviceJob.started_at), literal(now, UtcDateTime())),
+            started_at=func.coalesce(col(DeviceJob.started_at), now),
         )
     )
-    taken = session.exec(stmt).rowcount == 1
-    if commit:
-        session.commit()
-    return bool(taken)
 
 
 def claim_device_job(
@@ -90,13 +99,21 @@ def renew_jobs(session: Session, job_ids: Sequence[str], owner: str, ttl: float)
 def release_job(session: Session, job_id: str, owner: str, *, commit: bool = True) -> None:
     """End `owner`'s lease on the job now (the owner stays on record), so a resume can claim it at once.
     Commits unless told not to."""
-    session.exec(
-        update(DeviceJob)
-        .where(and_(col(DeviceJob.id) == job_id, col(DeviceJob.lease_owner) == owner))
-        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
-    )
+    params = {"job_id": job_id, "owner": owner, "expires": utcnow() - timedelta(seconds=1)}
+    session.connection().execute(_release_statement(), params)
     if commit:
         session.commit()
+
+
+@cache
+def _release_statement() -> Any:
+    return (
+        update(DeviceJob)
+        .where(
+            and_(col(DeviceJob.id) == bindparam("job_id"), col(DeviceJob.lease_owner) == bindparam("owner"))
+        )
+        .values(lease_expires_at=bindparam("expires", type_=UtcDateTime()))
+    )
 
 
 def holds_job(session: Session, job_id: str, owner: str) -> bool:
@@ -120,26 +137,47 @@ def lock_device(
     Taken when free, expired, or already held for the same run (a resumed run takes its own lock back)."""
     now = now or utcnow()
     expires = now + timedelta(seconds=ttl)
-    moved = session.exec(
-        update(DeviceLock)
-        .where(
-            and_(
-                col(DeviceLock.device_id) == device_id,
-                or_(col(DeviceLock.run_id) == run_id, col(DeviceLock.expires_at) < now),
-            )
-        )
-        .values(run_id=run_id, owner=owner, expires_at=expires)
-    ).rowcount
+    params = {"b_device_id": device_id, "b_run_id": run_id, "b_owner": owner, "b_now": now,
+              "b_expires_at": expires}  # fmt: skip
+    conn = session.connection()
+    moved = conn.execute(_lock_statement(), params).rowcount
     try:
         if moved != 1:  # no row yet: the insert races any other claimant's (the primary key decides)
-            session.exec(insert(DeviceLock).values(device_id=device_id, run_id=run_id, owner=owner,
-                                                   expires_at=expires))  # fmt: skip
+            conn.execute(_insert_lock_statement(), params)
         if commit:
             session.commit()
     except IntegrityError:
         session.rollback()
         return False
     return True
+
+
+@cache
+def _lock_statement() -> Any:
+    return (
+        update(DeviceLock)
+        .where(
+            and_(
+                col(DeviceLock.device_id) == bindparam("b_device_id"),
+                or_(
+                    col(DeviceLock.run_id) == bindparam("b_run_id"),
+                    col(DeviceLock.expires_at) < bindparam("b_now", type_=UtcDateTime()),
+                ),
+            )
+        )
+        .values(
+            run_id=bindparam("b_run_id"), owner=bindparam("b_owner"),
+            expires_at=bindparam("b_expires_at", type_=UtcDateTime()),
+        )
+    )
+
+
+@cache
+def _insert_lock_statement() -> Any:
+    return insert(DeviceLock).values(
+        device_id=bindparam("b_device_id"), run_id=bindparam("b_run_id"), owner=bindparam("b_owner"),
+        expires_at=bindparam("b_expires_at", type_=UtcDateTime()),
+    )  # fmt: skip
 
 
 def renew_devices(session: Session, device_ids: Sequence[str], run_id: str, ttl: float) -> None:
@@ -155,13 +193,19 @@ def renew_devices(session: Session, device_ids: Sequence[str], run_id: str, ttl:
 
 def unlock_device(session: Session, device_id: str, run_id: str, *, commit: bool = True) -> None:
     """Release the device if run_id holds it. Commits unless told not to."""
-    session.exec(
-        delete(DeviceLock).where(
-            and_(col(DeviceLock.device_id) == device_id, col(DeviceLock.run_id) == run_id)
-        )
-    )
+    session.connection().execute(_unlock_statement(), {"b_device_id": device_id, "b_run_id": run_id})
     if commit:
         session.commit()
+
+
+@cache
+def _unlock_statement() -> Any:
+    return delete(DeviceLock).where(
+        and_(
+            col(DeviceLock.device_id) == bindparam("b_device_id"),
+            col(DeviceLock.run_id) == bindparam("b_run_id"),
+        )
+    )
 
 
 def device_holder(session: Session, device_id: str, now: datetime | None = None) -> str | None:
