@@ -42,3 +42,31 @@ def test_a_file_written_just_now_is_not_remembered(tmp_path: Path) -> None:
     cache.get(f, compute)
     cache.get(f, compute)
     assert len(calls) == 2
+
+
+async def test_a_private_key_file_is_parsed_once_per_version(tmp_path: Path) -> None:
+    """The controller offers the same key to every Mac: parsed once per version of the file, and a key
+    replaced on disk is the one offered next (a passphrase-protected key is never remembered)."""
+    import asyncssh
+
+    from workers.ssh import SshAuth, SshTarget
+    from workers.ssh.connect import _load_keys
+
+    path = tmp_path / "id_ed25519"
+    target = SshTarget(host="127.0.0.1", username="admin", port=22)
+    old = time.time() - 60
+    path.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    os.utime(path, (old, old))
+    (first,), _ = await _load_keys(target, SshAuth(key_files=(path,)))
+    (again,), _ = await _load_keys(target, SshAuth(key_files=(path,)))
+    assert again is first
+    path.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    os.utime(path, (old + 1, old + 1))
+    (new,), _ = await _load_keys(target, SshAuth(key_files=(path,)))
+    assert new.public_data != first.public_data
+    locked = tmp_path / "id_locked"
+    locked.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-pem", passphrase="pw"))
+    os.utime(locked, (old, old))
+    (a,), _ = await _load_keys(target, SshAuth(key_files=(locked,), key_passphrase=b"pw"))
+    (b,), _ = await _load_keys(target, SshAuth(key_files=(locked,), key_passphrase=b"pw"))
+    assert a is not b

@@ -29,6 +29,7 @@ from workers.ssh.exec import (
     render,
     split_steps,
 )
+from workers.ssh.filecache import FileVersionCache
 from workers.ssh.hostkeys import HostKeyCheck, HostKeyPolicy, fingerprint, key_line
 from workers.ssh.sudo import SudoGate, SudoMode, wrap
 
@@ -245,6 +246,13 @@ def _auth_options(target: SshTarget, auth: SshAuth, keys: list[asyncssh.SSHKeyPa
     return options
 
 
+_KEYPAIRS: FileVersionCache[list[asyncssh.SSHKeyPair]] = FileVersionCache(limit=16)
+
+
+def _read_keypairs(path: Path) -> list[asyncssh.SSHKeyPair]:
+    return list(asyncssh.load_keypairs([str(path)]))
+
+
 async def _load_keys(
     target: SshTarget, auth: SshAuth
 ) -> tuple[list[asyncssh.SSHKeyPair], asyncssh.SSHAgentClient | None]:
@@ -253,7 +261,10 @@ async def _load_keys(
     passphrase = auth.key_passphrase.decode("utf-8") if auth.key_passphrase is not None else None
     for path in auth.key_files:
         try:
-            keys.extend(asyncssh.load_keypairs([str(path)], passphrase))
+            if passphrase is None:  # read and parsed once per version of the file, not once per Mac
+                keys.extend(_KEYPAIRS.get(Path(path), _read_keypairs))
+            else:
+                keys.extend(asyncssh.load_keypairs([str(path)], passphrase))
         except OSError as exc:
             raise AuthFailed(
                 target.host,

@@ -58,6 +58,7 @@ def _check_name(name: str) -> None:
         raise ValueError(f"invalid remote file name {name!r}: a plain name, no '/' or line breaks")
 
 
+_CREATED_MODE = 0o600  # a temporary is created with it (a umask only takes bits away: it stays 0600)
 _DIGESTS: FileVersionCache[tuple[str, int]] = FileVersionCache(limit=64)
 
 
@@ -162,7 +163,7 @@ async def _send(
     # Created 0600 and written through the same handle, so the content is never readable by others even
     # for a moment; streamed a block at a time within the upload window and the process budget
     # (workers.ssh.inflight), so memory does not grow with the file's size or the number of Macs.
-    async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as fh:
+    async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=_CREATED_MODE)) as fh:
         await write_pipelined(fh, source, size, progress)
 
 
@@ -217,7 +218,8 @@ async def upload(
                     f"{final}: SHA-256 on the Mac is {remote or 'unreadable'}, expected {sha}",
                     "the bytes were damaged in transit or the disk is full; retry, check free space",
                 )
-            await sftp.chmod(tmp, mode)
+            if mode != _CREATED_MODE:
+                await sftp.chmod(tmp, mode)
             await sftp.posix_rename(tmp, final)
     except _DROPPED as exc:
         raise _lost(conn, exc) from None
@@ -326,7 +328,8 @@ async def upload_many(
                     "the bytes were damaged in transit or the disk is full; retry, check free space",
                 )
             for index in todo:
-                await sftp.chmod(temps[index], items[index].mode)
+                if items[index].mode != _CREATED_MODE:  # created with it: a chmod would be a round trip more
+                    await sftp.chmod(temps[index], items[index].mode)
                 await sftp.posix_rename(temps[index], finals[index])
                 results[index] = UploadResult(finals[index], digests[index][0], False, digests[index][1])
     except _DROPPED as exc:
