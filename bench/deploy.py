@@ -12,7 +12,10 @@ spare) so the controller is measured alone: wall time of `drive()` on SQLite, pe
 (median, p95), the controller's CPU seconds per device (getrusage RUSAGE_SELF: event loop, recorder
 thread, worker threads), exec round trips per device, peak RSS (VmHWM), the fleet's CPU seconds, and the
 CPU ratio (the deploy's controller + fleet CPU over the ceiling's: with every core busy, the floor of the
-wall-time ratio). `--profile` and `--fleet-profile` cProfile both sides. Each phase runs in a forked child
+wall-time ratio). Each deploy also prints the controller's CPU by part (`CpuParts`): the event loop's
+thread, the recorder's writer thread, and each function handed to a worker thread (the job's claim and
+inputs, the PFX re-wrap), each by its thread's own clock. `--profile` (CPU time of the loop's thread, not
+GIL waits) and `--fleet-profile` cProfile both sides. Each phase runs in a forked child
 process of its own, so its peak RSS is its own (a process's peak never falls, and memory a phase freed is
 not handed back: a 5 MB scenario after a 30 MB one in one process reported the 30 MB peak); the child
 starts from the bench's memory (database, PFXs), which is in every figure. After the repeats, one more

@@ -283,3 +283,16 @@ def test_storing_under_a_second_key_is_refused(engine: Engine, box: SecretBox) -
     with session_scope(engine) as s:
         store_secret(s, other, "first", "ssh-password", b"3")  # replacing the only secret is fine
         assert load_secret(s, other, "first") == b"3"
+
+
+def test_a_secret_named_like_another_ones_id_is_found_by_id_first(engine: Engine, box: SecretBox) -> None:
+    """find_secret matches id or name in one query; when a name is another secret's id, the id wins."""
+    with session_scope(engine) as s:
+        first = store_secret(s, box, "first", "sudo-password", b"one")
+        store_secret(s, box, first.id, "sudo-password", b"named like first's id")
+        first_id = first.id
+    with session_scope(engine) as s:
+        assert load_secret(s, box, first_id) == b"one"
+        assert load_secret(s, box, "first") == b"one"
+        with pytest.raises(SecretNotFound):
+            load_secret(s, box, "nobody")
