@@ -254,6 +254,10 @@ class JobInputs:
     cas: tuple[CaRef, ...] = ()
     identity: IdentityRef | None = None  # with Read.IDENTITY: None when the device has no certificate
     cas_added: tuple[str, ...] = ()  # with Read.CAS_ADDED: SHA-1s (lower case), first trusted first
+    # settings [verify]: the client log's connected and error patterns (None: the defaults), so the facts
+    # judge a log as the verify step does
+    connected_patterns: tuple[str, ...] | None = None
+    error_patterns: tuple[str, ...] | None = None
 
 
 def checked(kind: str, inputs: JobInputs, make: Callable[[], P]) -> P:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from tasks.evidence import DEFAULT_RULES, log_evidence, parse_lsof_fn
+from tasks.evidence import DEFAULT_RULES, VerifyRules, log_evidence, parse_lsof_fn
 from tasks.facts.common import START_LINE, FactsError, finished
 from tasks.model import ProbeOutput
 
@@ -28,15 +28,17 @@ class LaunchdJob:
 @dataclass(frozen=True)
 class LogBlock:
     """The client log's tail since its last start line (the whole tail when it holds none: not every client
-    wording has one). connected: its latest evidence line (tasks.evidence, default patterns) says
-    connected."""
+    wording has one). connected: its latest evidence line (tasks.evidence) says connected, by `rules`: the
+    patterns of settings [verify] when the facts were read for a run, so a run judges the log as its verify
+    step does."""
 
     lines: tuple[str, ...]
+    rules: VerifyRules = field(default=DEFAULT_RULES, compare=False, repr=False)
 
     @cached_property
     def connected(self) -> bool:
         # judged once: the planners ask for it many times per device (decide() runs in every step)
-        return log_evidence(self.lines, DEFAULT_RULES).connected
+        return log_evidence(self.lines, self.rules).connected
 
     def as_json(self) -> list[str]:
         return list(self.lines)
@@ -107,7 +109,7 @@ def parse_launchctl_print(out: ProbeOutput) -> LaunchdJob:
     )
 
 
-def parse_log_tail(out: ProbeOutput) -> LogBlock | None:
+def parse_log_tail(out: ProbeOutput, rules: VerifyRules = DEFAULT_RULES) -> LogBlock | None:
     """`tail -n 200 LOG`: the lines from the last "1E Client starting" on (that line excluded), or every line
     when the tail holds no start line; None when there is no log (or it is empty)."""
     if finished(out, "tail log") != 0:
@@ -116,7 +118,7 @@ def parse_log_tail(out: ProbeOutput) -> LogBlock | None:
     if not lines:
         return None
     starts = [i for i, line in enumerate(lines) if START_LINE in line]
-    return LogBlock(tuple(lines[starts[-1] + 1 :] if starts else lines))
+    return LogBlock(tuple(lines[starts[-1] + 1 :] if starts else lines), rules)
 
 
 def parse_client_sockets(out: ProbeOutput) -> tuple[str, ...]:

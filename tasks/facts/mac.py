@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.evidence import Endpoint, socket_to_switch
+from tasks.evidence import DEFAULT_RULES, Endpoint, VerifyRules, socket_to_switch
 from tasks.facts.client import (
     LaunchdJob,
     LogBlock,
@@ -189,7 +189,9 @@ def mac_fact_commands() -> tuple[tuple[str, Command], ...]:
     )
 
 
-def parse_mac_facts(outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False) -> MacFacts:
+def parse_mac_facts(
+    outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False, rules: VerifyRules = DEFAULT_RULES
+) -> MacFacts:
     require(outputs, mac_fact_commands())
     return MacFacts(
         macos_version=parse_sw_vers(outputs["sw_vers"]),
@@ -209,7 +211,7 @@ def parse_mac_facts(outputs: Mapping[str, ProbeOutput], dmg_cached: bool = False
         admin_trust=parse_dump_trust_settings(outputs["admin_trust"]),
         free_bytes=parse_df_k(outputs["df"]),
         dmg_cached=dmg_cached,
-        log_block=parse_log_tail(outputs["client_log"]),
+        log_block=parse_log_tail(outputs["client_log"], rules),
     )
 
 

@@ -51,7 +51,7 @@ def parse_facts(params: InstallParams, outputs: Mapping[str, ProbeOutput]) -> Ma
     cached = False
     if params.cache_path is not None:
         cached = f.parse_shasum(outputs["dmg_cache"]) == params.dmg.sha256.lower()
-    return f.parse_mac_facts(outputs, dmg_cached=cached)
+    return f.parse_mac_facts(outputs, dmg_cached=cached, rules=params.verify_rules)
 
 
 def identity_import_stdin(params: InstallParams, password: str) -> bytes:
@@ -100,6 +100,8 @@ def build_params(job: JobInputs) -> InstallParams:
         allow_all_apps=bool(p.get("allow_all_apps")),
         name_rule=str(p.get("name_rule") or DEFAULT_NAME_RULE),
         trust_mode=str(p.get("trust_mode") or "ssh"),
+        connected_patterns=job.connected_patterns,
+        error_patterns=job.error_patterns,
     )
 
 

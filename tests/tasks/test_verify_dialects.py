@@ -13,6 +13,7 @@ import pytest
 
 from macsim.fleet import Fleet
 from macsim.spec import Faults
+from tasks.evidence import DEFAULT_RULES
 from tasks.install import INSTALL
 from tasks.install.verify import POLL_NAME
 from tasks.registry import WORKFLOWS
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 DIALECTS = ("standard", "reworded", "no-start-line", "socket-only", "silent")
 HOSTS = [{"name": f"d-{d}", "faults": {"client_log": d}} for d in DIALECTS] + [
     {"name": f"broken-{d}", "faults": {"client_log": d}} for d in ("standard", "reworded", "no-start-line")
-] + [{"name": "d-remarked"}]
+] + [{"name": "d-remarked"}, {"name": "d-custom", "faults": {"client_log": "silent"}}]
 WINDOW = 2.0
 
 
@@ -84,6 +85,23 @@ async def test_only_lines_after_the_restart_count(fleet: Fleet, arts: Artifacts)
     fleet.set_faults(name, client_log="silent")  # the restarted client says nothing, opens no socket
     r = await _run(fleet, arts, name, WORKFLOWS["restart"], RestartParams("r1"))
     assert (r.status, r.step, r.connected) == ("unverified", "verify", None), (r.error_type, r.message)
+
+
+async def test_facts_read_the_log_with_the_runs_patterns(fleet: Fleet, arts: Artifacts) -> None:
+    """A client whose log says it is connected only in words the default patterns do not know: with the
+    run's [verify] patterns the facts judge that log as verify does, so a re-run leaves the running client
+    alone; with the defaults the same re-run restarts it."""
+    name, log = "d-custom", "/Library/Logs/1E.Client.log"
+    fs = fleet.hosts[name].mac.fs
+    first, _ = await deploy(fleet, arts, name)
+    assert first.status == "unverified", (first.step, first.error_type, first.message)
+    line = "2026-12-06 12:00:00 Handshake with the switch complete"
+    assert not DEFAULT_RULES.is_connected(line)
+    fs.write_text(log, fs.read_text(log) + line + "\n")
+    custom, _ = await deploy(fleet, arts, name, connected_patterns=("handshake with the switch complete",))
+    assert custom.mutating_commands == 0, [n for n, p in custom.plans.items() if p.mutating]
+    default, _ = await deploy(fleet, arts, name)
+    assert "start" in [n for n, p in default.plans.items() if p.mutating]
 
 
 async def _run(fleet: Fleet, arts: Artifacts, name: str, workflow: Any, params: Any) -> DeviceResult:

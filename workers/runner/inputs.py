@@ -206,6 +206,8 @@ def device_work(
         cas=tuple(ref for ref, _ in inputs.cas),
         identity=_identity(cert),
         cas_added=cas_added(session, device.id) if Read.CAS_ADDED in wf.reads else (),
+        connected_patterns=tuple(settings.verify.connected_patterns),
+        error_patterns=tuple(settings.verify.error_patterns),
     )
     try:
         params = wf.build_params(job_inputs)
