@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 import workers.runner.inputs as inputs_mod
-from orchestrator.state.models import HostKeyPin, JobStatus
+from orchestrator.secrets import SecretBox, store_secret
+from orchestrator.state.models import DeviceLock, HostKeyPin, JobStatus, utcnow
 from tests.workers.lab import VERSION, Lab, assert_awaiting_trust, assert_failed_at, lab, mac_files
 from workers.events import StepFinished
 from workers.local import drive
@@ -349,3 +350,24 @@ async def test_missing_sudo_password_secret_fails_only_that_device(tmp_path: Pat
         assert "--kind sudo-password" in (jobs[MAC].error_message or "")
         assert jobs["mac-2"].status == JobStatus.SUCCEEDED, outcome.failed
         assert L.commands(MAC) == []
+
+
+async def test_an_unreadable_secret_fails_only_that_device_and_lets_it_go(tmp_path: Path, engine: Engine) -> None:
+    """A stored secret this key cannot decrypt (damaged, or another key's) fails the job of the device
+    that needs it, saying which secret, releases its lease and lock, and the other devices go on."""
+    hosts = [*_host(sudo="password", password="the-right-Pw-42"), {"name": "mac-2", "arch": "x86_64"}]
+    async with lab(tmp_path, engine, hosts, ssh=SSH, vars_for={MAC: {"sudo_password": "mac-1-sudo"}}) as L:
+        with Session(L.engine) as s:
+            box = SecretBox.from_settings(L.settings)
+            store_secret(s, box, "mac-1-sudo", "sudo-password", b"the-right-Pw-42").ciphertext = b"damaged"
+            s.commit()
+        run = L.create_run()
+        outcome = await drive(L.engine, L.settings, run)
+        jobs = L.jobs(run)
+        assert jobs[MAC].status == JobStatus.FAILED and jobs[MAC].error_type == "SecretCorrupt", outcome.failed
+        assert "'mac-1-sudo'" in (jobs[MAC].error_message or "")
+        assert jobs["mac-2"].status == JobStatus.SUCCEEDED, outcome.failed
+        assert L.commands(MAC) == []
+        with Session(L.engine) as s:
+            assert s.exec(select(DeviceLock)).all() == []
+            assert all(j.lease_expires_at is None or j.lease_expires_at < utcnow() for j in jobs.values())

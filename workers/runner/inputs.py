@@ -181,6 +181,21 @@ def device_work(
     pin: Callable[[Device, str, str], None] | None = None,
 ) -> DeviceWork:
     """The DeviceWork for one job. Raises InputError (recorded as the job's failure)."""
+    try:
+        return _device_work(session, settings, inputs, job, device, box, pin)
+    except SecretError as e:  # no key, another key, a damaged or missing secret: this job fails, saying which
+        raise InputError(type(e).__name__, f"{device.name}: {e}") from None
+
+
+def _device_work(
+    session: Session,
+    settings: Settings,
+    inputs: RunInputs,
+    job: DeviceJob,
+    device: Device,
+    box: Callable[[], SecretBox],
+    pin: Callable[[Device, str, str], None] | None,
+) -> DeviceWork:
     user = device.user or settings.ssh.user
     if not user:
         raise InputError(
@@ -256,10 +271,7 @@ def _secret_inputs(
     """The device's PFX re-wrapped with a one-time password ("pfx"), and the workflow's stdin inputs made
     with the same password ("stdin:NAME"): the identity is read in the builder's session (no session of
     its own later), re-wrapped on first use (the KDF is the costly part), masked in every record and log."""
-    try:
-        contents = load_identity(session, BoxVault(box()), cert, f"stored identity of {device_name}")
-    except SecretError as e:  # no key, another key, a damaged secret: this job fails saying which
-        raise InputError(type(e).__name__, f"{device_name}: stored identity unreadable: {e}") from None
+    contents = load_identity(session, BoxVault(box()), cert, f"stored identity of {device_name}")
     if contents.key is None or contents.cert is None:
         raise InputError("BadInput", f"{device_name}: the stored PFX holds no identity (key and certificate)")
     key, leaf, chain = contents.key, contents.cert, contents.chain
