@@ -52,7 +52,7 @@ from workers.limits import raise_nofile_limit
 from workers.runner.control import run_settings, watch_halt
 from workers.runner.device import RunSettings
 from workers.runner.inputs import RunInputs, load_run_inputs
-from workers.runner.job import DeviceJobWork, JobExecutor, pin_host_key
+from workers.runner.job import DeviceJobWork, JobExecutor, pin_host_key, record_crash
 from workers.runner.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ async def _device_job(rt: WorkerRuntime, run_id: str, job_id: str, device: str, 
                 raise  # the database is restarting: the task retries (the claim keeps that safe)
             except Exception as e:  # a bug or an unexpected input: recorded on the job, never left running
                 log.exception("device job %s (%s) crashed", job_id, device)
-                await asyncio.to_thread(_record_crash, rt.engine, job_id, owner, e)
+                await asyncio.to_thread(record_crash, rt.engine, job_id, owner, e)
     finally:
         beat.cancel()
         ctx.stops.discard(stop)
@@ -258,20 +258,6 @@ def _record_time_limit(engine: Engine, job_id: str, step: str | None, limit: flo
             job.status = JobStatus.FAILED.value
             job.error_type = "TimeLimitExceeded"
             job.error_message = f"the device job passed its time limit ({limit:g} s); last step done: {step}"
-            job.ended_at = utcnow()
-            s.add(job)
-            s.commit()
-
-
-def _record_crash(engine: Engine, job_id: str, owner: str, exc: BaseException) -> None:
-    """Mark the job failed when THIS execution held it (a duplicate that holds it now is left alone)."""
-    with Session(engine) as s:
-        job = s.get(DeviceJob, job_id)
-        if job is not None and job.status in JobStatus.unfinished() and job.lease_owner == owner:
-            job.status = JobStatus.FAILED.value
-            job.error_type = "WorkerError"
-            what = f"the worker failed on this device: {type(exc).__name__}: {exc}"
-            job.error_message = LOG_REDACTOR.redact(what)
             job.ended_at = utcnow()
             s.add(job)
             s.commit()

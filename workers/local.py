@@ -11,24 +11,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
 from orchestrator import runs
 from orchestrator.config import Settings
 from orchestrator.state.models import Device, DeviceJob, JobStatus, Run, new_id
 from orchestrator.waves import GateDecision
-from workers.events import RunEvent
+from workers.events import JobFinished, RunEvent
 from workers.limits import raise_nofile_limit
 from workers.runner.control import run_settings, watch_halt
 from workers.runner.device import DeviceResult, DeviceRunner, DeviceWork
 from workers.runner.inputs import InputError, device_work, load_run_inputs
-from workers.runner.job import DeviceJobWork, JobExecutor, new_owner, pin_host_key
+from workers.runner.job import DeviceJobWork, JobExecutor, new_owner, pin_host_key, record_crash
 from workers.runner.recorder import NullRecorder, Recorder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,16 @@ async def drive(
         async with sem:
             if stop.is_set():
                 return None
-            return await DeviceJobWork(d, inputs, rs, recorder, job_id, device_id, name, pin).run()
+            try:
+                return await DeviceJobWork(d, inputs, rs, recorder, job_id, device_id, name, pin).run()
+            except (OperationalError, InterfaceError):
+                raise  # the database itself is gone: the run cannot record anything, `runs resume` later
+            except Exception as e:  # a bug or an unexpected input: that job's failure, the others go on
+                log.exception("device job %s (%s) crashed", job_id, name)
+                msg = await asyncio.to_thread(record_crash, engine, job_id, d.owner, e)
+                failed = JobStatus.FAILED.value
+                d.on_event(JobFinished(run_id, name, failed, None, "WorkerError", msg))
+                return DeviceResult(name=name, status=failed, error_type="WorkerError", message=msg)
 
     halted_by: list[str] = []
 
@@ -118,7 +131,14 @@ async def drive(
             if number and confirm is not None and not await confirm(wave, len(by_wave[wave])):
                 halt = f"the operator declined to open wave {wave + 1}"
                 break
-            results += await asyncio.gather(*(one(*j) for j in by_wave[wave]))
+            jobs = [asyncio.ensure_future(one(*j)) for j in by_wave[wave]]
+            try:
+                results += await asyncio.gather(*jobs)
+            except BaseException:  # the database went away: stop the wave's other jobs before closing up
+                for job in jobs:
+                    job.cancel()
+                await asyncio.gather(*jobs, return_exceptions=True)
+                raise
     finally:
         beat.cancel()
         watch.cancel()

@@ -3,6 +3,8 @@ with different column sets in one batch each touch only their row and columns, o
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -90,3 +92,15 @@ async def test_audit_rows_and_calls_land_after_the_rows_queued_before_them(engin
         assert (event.actor, event.action, event.params_json, event.outcome) == (
             "runner", "ca.added", '{"sha1": "ab"}', "ok"
         )
+
+
+async def test_a_flush_after_close_says_so_instead_of_waiting_forever(engine: Engine) -> None:
+    rec = Recorder(engine, interval=0.05).start()
+    await rec.close()
+    rec.job("no-such-job", status="failed")
+    try:
+        await asyncio.wait_for(rec.flush(), 5)
+    except RuntimeError as e:
+        assert "closed" in str(e)
+    else:
+        raise AssertionError("a flush after close returned as if its rows were committed")

@@ -21,6 +21,7 @@ from tests.workers.lab import VERSION, Lab, assert_awaiting_trust, assert_failed
 from workers.events import StepFinished
 from workers.local import drive
 from workers.runner import device
+from workers.runner import job as job_mod
 from workers.runner import push as push_mod
 from workers.runner.link import Link
 from workers.ssh import Connection
@@ -368,6 +369,35 @@ async def test_an_unreadable_secret_fails_only_that_device_and_lets_it_go(tmp_pa
         assert "'mac-1-sudo'" in (jobs[MAC].error_message or "")
         assert jobs["mac-2"].status == JobStatus.SUCCEEDED, outcome.failed
         assert L.commands(MAC) == []
+        with Session(L.engine) as s:
+            assert s.exec(select(DeviceLock)).all() == []
+            assert all(j.lease_expires_at is None or j.lease_expires_at < utcnow() for j in jobs.values())
+
+
+async def test_a_crash_in_one_devices_job_fails_that_job_and_the_run_goes_on(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug (an unexpected exception) in one device's job is recorded on that job as WorkerError, its
+    lease and lock are let go, and the other devices' jobs finish: the local run does not end with it."""
+
+    class Buggy(device.DeviceRunner):
+        async def run(self) -> device.DeviceResult:
+            if self.w.name == MAC:
+                raise RuntimeError("a bug in working on mac-1")
+            return await super().run()
+
+    monkeypatch.setattr(job_mod, "DeviceRunner", Buggy)
+    hosts = [*_host(), {"name": "mac-2", "arch": "x86_64"}, {"name": "mac-3", "arch": "arm64"}]
+    async with lab(tmp_path, engine, hosts, ssh=SSH) as L:
+        run = L.create_run()
+        with caplog.at_level(logging.ERROR, logger="workers.local"):
+            outcome = await drive(L.engine, L.settings, run, concurrency=1)
+        jobs = L.jobs(run)
+        assert jobs[MAC].status == JobStatus.FAILED and jobs[MAC].error_type == "WorkerError", outcome.failed
+        assert "a bug in working on mac-1" in (jobs[MAC].error_message or "")
+        assert jobs["mac-2"].status == JobStatus.SUCCEEDED and jobs["mac-3"].status == JobStatus.SUCCEEDED
+        assert outcome.status == "failed" and [f[0] for f in outcome.failed] == [MAC]
+        assert "crashed" in caplog.text
         with Session(L.engine) as s:
             assert s.exec(select(DeviceLock)).all() == []
             assert all(j.lease_expires_at is None or j.lease_expires_at < utcnow() for j in jobs.values())

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 
 from orchestrator import leases
 from orchestrator.config import Settings
+from orchestrator.redact import LOG_REDACTOR
 from orchestrator.secrets import SecretBox
 from orchestrator.state.models import (
     Artifact,
@@ -302,6 +303,23 @@ class DeviceJobWork:
 
         self.recorder.call(let_go)
         await self.recorder.flush()
+
+
+def record_crash(engine: Engine, job_id: str, owner: str, exc: BaseException) -> str:
+    """Mark the job failed when THIS execution held it (a duplicate that holds it now is left alone): an
+    unexpected error in one device's job is that job's outcome, never the run's end. Returns the message
+    (redacted)."""
+    what = LOG_REDACTOR.redact(f"the worker failed on this device: {type(exc).__name__}: {exc}")
+    with Session(engine) as s:
+        job = s.get(DeviceJob, job_id)
+        if job is not None and job.status in JobStatus.unfinished() and job.lease_owner == owner:
+            job.status = JobStatus.FAILED.value
+            job.error_type = "WorkerError"
+            job.error_message = what
+            job.ended_at = utcnow()
+            s.add(job)
+            s.commit()
+    return what
 
 
 def _artifact_of_version(engine: Engine, version: str) -> tuple[DmgRef, Path] | None:

@@ -139,6 +139,8 @@ class Recorder:
 
     async def flush(self) -> None:
         """Wait until everything queued before this call is committed. Raises the writer's last error."""
+        if self._stop.is_set():  # no writer will ever answer: say so rather than wait forever
+            raise RuntimeError("the recorder is closed: nothing more can be recorded")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put(_Flush(loop, future))
