@@ -6,7 +6,9 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
+import asyncssh
 import pytest
 
 from tests.workers.sshd import Sshd
@@ -85,6 +87,39 @@ async def test_existing_dir_is_made_private(conn: Connection, tmp_path: Path) ->
     shared.chmod(0o755)
     await upload(conn, b"x", str(shared), "a")
     assert _mode(shared) == 0o700
+
+
+def _count_dir_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The directory requests `upload` makes (each a round trip the controller pays for)."""
+    seen: list[str] = []
+    for name in ("mkdir", "makedirs", "lstat", "stat", "chmod"):
+        real = getattr(asyncssh.SFTPClient, name)
+
+        def wrap(real: Any = real, name: str = name) -> Any:
+            async def call(self: asyncssh.SFTPClient, path: Any, *a: Any, **k: Any) -> Any:
+                seen.append(f"{name} {Path(os.fsdecode(path)).name}")
+                return await real(self, path, *a, **k)
+            return call
+
+        monkeypatch.setattr(asyncssh.SFTPClient, name, wrap())
+    return seen
+
+
+async def test_a_new_private_dir_costs_one_request(
+    conn: Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sshd's sftp-server makes the directory with mode 0700 less its umask: private without a chmod; an
+    existing directory is checked, and made private only when it is not."""
+    seen = _count_dir_requests(monkeypatch)
+    await upload(conn, b"x", str(tmp_path / "fresh"), "a")
+    assert seen == ["mkdir fresh"] and _mode(tmp_path / "fresh") == 0o700
+    seen.clear()
+    await upload(conn, b"y", str(tmp_path / "fresh"), "b")
+    assert seen == ["mkdir fresh", "lstat fresh", "lstat b"]  # already private: no chmod
+    (tmp_path / "fresh").chmod(0o755)
+    seen.clear()
+    await upload(conn, b"z", str(tmp_path / "fresh"), "c")
+    assert seen == ["mkdir fresh", "lstat fresh", "chmod fresh", "lstat c"] and _mode(tmp_path / "fresh") == 0o700
 
 
 async def test_symlinked_dir_is_refused(conn: Connection, tmp_path: Path) -> None:

@@ -126,23 +126,32 @@ async def remote_sha256(conn: Connection, path: str) -> str | None:
 
 
 async def _ensure_private_dir(conn: Connection, sftp: asyncssh.SFTPClient, remote_dir: str) -> bool:
-    """Make remote_dir a 0700 directory; True when it was created here (so it holds nothing yet)."""
-    created = False
+    """Make remote_dir a 0700 directory; True when it was created here (so it holds nothing yet).
+
+    One request in the usual case (a new directory in an existing parent): sftp-server creates it with
+    `mkdir(path, 0700)`, and a umask can only remove bits, so it is private without a `chmod`. An existing
+    path is checked (a directory, not a symlink) and made exactly 0700; a missing parent is created."""
     try:
-        attrs = await sftp.lstat(remote_dir)
-    except asyncssh.SFTPNoSuchFile:
+        await sftp.mkdir(remote_dir, asyncssh.SFTPAttrs(permissions=0o700))
+        return True
+    except asyncssh.SFTPNoSuchFile:  # the parent is missing (sftp-server: ENOENT)
         await sftp.makedirs(remote_dir, attrs=asyncssh.SFTPAttrs(permissions=0o700))
-        created = True
-    else:
-        if attrs.permissions is None or not stat.S_ISDIR(attrs.permissions):
-            raise UploadError(
-                conn.target.host,
-                conn.target.port,
-                f"{remote_dir} exists and is not a directory (or is a symlink)",
-                "remove it on the Mac or choose another working directory",
-            )
-    await sftp.chmod(remote_dir, 0o700)  # the server's umask applies at creation; make it exact
-    return created
+        return True
+    except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists) as refused:  # EEXIST (v3: a failure)
+        try:
+            attrs = await sftp.lstat(remote_dir)
+        except asyncssh.SFTPNoSuchFile:
+            raise refused from None  # not there after all: the mkdir's own reason (a full disk...)
+    if attrs.permissions is None or not stat.S_ISDIR(attrs.permissions):
+        raise UploadError(
+            conn.target.host,
+            conn.target.port,
+            f"{remote_dir} exists and is not a directory (or is a symlink)",
+            "remove it on the Mac or choose another working directory",
+        )
+    if stat.S_IMODE(attrs.permissions) != 0o700:
+        await sftp.chmod(remote_dir, 0o700)
+    return False
 
 
 async def _remove_stale_parts(sftp: asyncssh.SFTPClient, remote_dir: str, names: Sequence[str]) -> None:
@@ -191,11 +200,13 @@ async def upload(
     final = posixpath.join(remote_dir, name)
     try:
         async with conn.ssh.start_sftp_client() as sftp:
-            await _ensure_private_dir(conn, sftp, remote_dir)
-            try:
-                existing = await sftp.lstat(final)
-            except asyncssh.SFTPNoSuchFile:
-                existing = None
+            fresh = await _ensure_private_dir(conn, sftp, remote_dir)
+            existing = None
+            if not fresh:  # a new directory holds nothing: no file to skip, no stale part to remove
+                try:
+                    existing = await sftp.lstat(final)
+                except asyncssh.SFTPNoSuchFile:
+                    pass
             if (
                 existing is not None
                 and existing.permissions is not None
@@ -206,7 +217,8 @@ async def upload(
                 await sftp.chmod(final, mode)
                 return UploadResult(path=final, sha256=sha, skipped=True, bytes=size)
 
-            await _remove_stale_parts(sftp, remote_dir, [name])
+            if not fresh:
+                await _remove_stale_parts(sftp, remote_dir, [name])
             tmp = posixpath.join(remote_dir, f".{name}{_PART}{secrets.token_hex(6)}")
             await _send(sftp, source, tmp, size, progress)
             remote = await remote_sha256(conn, tmp)
