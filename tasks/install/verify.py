@@ -60,7 +60,8 @@ LOG_MARK = Command(("stat", "-f", "%z", CLIENT_LOG), mutating=False, ok_codes=(0
 # $1 label, $2 log, $3 mark (bytes; "" = none), $4 mark+1, $5 pause (s), $6 rounds, $7 connected ERE,
 # $8 error ERE, $9 socket ERE ("" = no Switch known); the 10th, the Switch, is for the judge only.
 # No arithmetic, functions, `case` or `break`: the round count is the length of a growing word. A daemon seen
-# stopped after running in two rounds in a row counts as exited (a `kickstart -k` shows it briefly).
+# stopped after running in two rounds in a row counts as exited (a `kickstart -k` shows it briefly). The
+# report is one printf: one write, so one packet from sshd rather than seven (the controller's unit of cost).
 POLL_SCRIPT = r"""label=$1; log=$2; off=$3; from=$4; pause=$5; rounds=$6; conn=$7; errs=$8; sockre=$9
 verdict=pending; stopped=; ticks=; job=; rc=; socks=; size=; new=
 while [ "$verdict" = pending ] && [ "${#ticks}" -lt "$rounds" ]; do
@@ -97,13 +98,9 @@ while [ "$verdict" = pending ] && [ "${#ticks}" -lt "$rounds" ]; do
   fi
   printf '%s round %s %s\n' "@@macfleet-verify" "${#ticks}" "$verdict"
 done
-printf '%s launchd %s\n' "@@macfleet-verify" "$rc"
-printf '%s\n' "$job"
-printf '%s lsof\n' "@@macfleet-verify"
-printf '%s\n' "$socks"
-printf '%s log %s\n' "@@macfleet-verify" "$size"
-printf '%s\n' "$new"
-printf '%s end %s\n' "@@macfleet-verify" "$verdict"
+m=@@macfleet-verify
+printf '%s launchd %s\n%s\n%s lsof\n%s\n%s log %s\n%s\n%s end %s\n' \
+  "$m" "$rc" "$job" "$m" "$socks" "$m" "$size" "$new" "$m" "$verdict"
 """
 
 
