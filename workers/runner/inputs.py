@@ -9,8 +9,8 @@ redactor so that no record, event or message can carry them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class RunInputs:
     dmg_path: Path | None
     dmg: DmgRef | None
     cas: tuple[tuple[CaRef, bytes], ...]
+    # device id -> SHA-1s of the CAs our runs trusted on it: read once per run (one query for the fleet),
+    # only for a workflow that reads them (uninstall)
+    cas_added: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def private_dir(self) -> str:
@@ -111,7 +114,8 @@ def load_run_inputs(session: Session, run_or_id: str | Run) -> RunInputs:
             self_signed=row.is_self_signed,
         )
         cas.append((ref, cert.public_bytes(Encoding.PEM)))
-    return RunInputs(run.id, run.kind, params, workflow, dmg_path, dmg, tuple(cas))
+    added = cas_added_by_device(session) if Read.CAS_ADDED in workflow.reads else {}
+    return RunInputs(run.id, run.kind, params, workflow, dmg_path, dmg, tuple(cas), added)
 
 
 def _auth(
@@ -220,7 +224,7 @@ def _device_work(
         dmg=inputs.dmg,
         cas=tuple(ref for ref, _ in inputs.cas),
         identity=_identity(cert),
-        cas_added=cas_added(session, device.id) if Read.CAS_ADDED in wf.reads else (),
+        cas_added=inputs.cas_added.get(device.id, ()),
         connected_patterns=tuple(settings.verify.connected_patterns),
         error_patterns=tuple(settings.verify.error_patterns),
     )
@@ -292,15 +296,18 @@ def _secret_inputs(
     return produce
 
 
-def cas_added(session: Session, device_id: str) -> tuple[str, ...]:
-    """SHA-1s of the CA certificates OUR runs trusted on this device (never one that was there before)."""
-    rows = session.exec(select(AuditEvent.params_json).where(AuditEvent.action == CA_ADDED)).all()
-    out: list[str] = []
+def cas_added_by_device(session: Session) -> dict[str, tuple[str, ...]]:
+    """SHA-1s of the CA certificates OUR runs trusted (never one that was there before), by device, first
+    trusted first: one read of the audit trail for the whole run, not one per device."""
+    rows = session.exec(
+        select(AuditEvent.params_json).where(AuditEvent.action == CA_ADDED)
+    ).all()
+    out: dict[str, dict[str, None]] = {}
     for raw in rows:
         doc = json.loads(raw)
-        if doc.get("device_id") == device_id and doc.get("sha1"):
-            out.append(str(doc["sha1"]).lower())
-    return tuple(dict.fromkeys(out))
+        if doc.get("device_id") and doc.get("sha1"):
+            out.setdefault(str(doc["device_id"]), {})[str(doc["sha1"]).lower()] = None
+    return {device: tuple(sha1s) for device, sha1s in out.items()}
 
 
 def ssh_access(
