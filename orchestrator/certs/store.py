@@ -11,10 +11,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Protocol
 
 from cryptography import x509
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from orchestrator.certs.checks import CertStatus, CertVerdict, check_client_cert
 from orchestrator.certs.names import live_names, names_of
@@ -278,11 +281,17 @@ def import_pfx(
 
 
 def active_certificate(session: Session, device_id: str) -> ClientCertificate | None:
-    return session.exec(
+    return session.exec(_active_certificate_query(), params={"b_device_id": device_id}).first()
+
+
+@cache
+def _active_certificate_query() -> SelectOfScalar[ClientCertificate]:
+    """Built once: building a statement costs more CPU than running it (one per device job)."""
+    return (
         select(ClientCertificate)
-        .where(ClientCertificate.device_id == device_id, col(ClientCertificate.active))
+        .where(ClientCertificate.device_id == bindparam("b_device_id"), col(ClientCertificate.active))
         .order_by(col(ClientCertificate.added_at).desc())
-    ).first()
+    )
 
 
 def list_client_certs(

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from orchestrator.certs.pfx import one_time_password, rewrap_for_macos
 from orchestrator.certs.store import BoxVault, active_certificate, load_identity
@@ -163,15 +166,19 @@ def _sudo(
 
 
 def _host_keys(session: Session, device: Device, settings: Settings) -> HostKeyPolicy:
-    pins = session.exec(
-        select(HostKeyPin.public_key).where(
-            HostKeyPin.address == device.address, HostKeyPin.port == device.port
-        )
-    ).all()
+    pins = session.exec(_pins_query(), params={"b_address": device.address, "b_port": device.port}).all()
     return HostKeyPolicy(
         pinned=tuple(pins),
         known_hosts=settings.ssh.known_hosts,
         trust_on_first_use=settings.ssh.trust_on_first_use,
+    )
+
+
+@cache
+def _pins_query() -> SelectOfScalar[str]:
+    """Built once: building a statement costs more CPU than running it (one per device job)."""
+    return select(HostKeyPin.public_key).where(
+        HostKeyPin.address == bindparam("b_address"), HostKeyPin.port == bindparam("b_port")
     )
 
 
