@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -253,7 +253,11 @@ class Run(SQLModel, table=True):
 class DeviceJob(SQLModel, table=True):
     """One device's part of a run. The lease makes a redelivered task or a resumed run safe."""
 
-    __table_args__ = (UniqueConstraint("run_id", "device_id"),)
+    # (run_id, wave, status): the wave counts every finished Celery job reads come from the index alone
+    __table_args__ = (
+        UniqueConstraint("run_id", "device_id"),
+        Index("ix_devicejob_run_id_wave_status", "run_id", "wave", "status"),
+    )
     id: str = Field(default_factory=new_id, primary_key=True)
     run_id: str = Field(foreign_key="run.id", index=True)
     device_id: str = Field(foreign_key="device.id", index=True)

@@ -22,7 +22,7 @@ from orchestrator.state.db import (
     session_scope,
     sqlite_path,
 )
-from orchestrator.state.models import DeviceJob, Run, Secret
+from orchestrator.state.models import Device, DeviceJob, Run, Secret
 
 
 def test_migrated_schema_equals_the_models(engine: Engine) -> None:
@@ -99,3 +99,33 @@ def test_url_helpers() -> None:
     assert str(sqlite_path("sqlite:////var/x/m.db")) == "/var/x/m.db"
     assert sqlite_path("sqlite://") is None
     assert sqlite_path("postgresql://h/db") is None
+
+
+def test_a_database_at_the_first_revision_upgrades_keeping_its_jobs(db_url: str) -> None:
+    """0001 -> head: the jobs a run recorded survive, and the wave-count index (0002) is there."""
+    from alembic import command
+
+    from orchestrator.state.db import _alembic_config
+
+    eng = create_db_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            command.upgrade(_alembic_config(conn), "0001")
+            conn.commit()
+        assert current_revision(eng) == "0001"
+        with session_scope(eng) as s:
+            run = Run(kind="install")
+            s.add(run)
+            s.flush()
+            dev = Device(name="mac-1", address="127.0.0.1")
+            s.add(dev)
+            s.flush()
+            s.add(DeviceJob(run_id=run.id, device_id=dev.id, wave=2, status="failed"))
+        assert init_schema(eng) == head_revision() != "0001"
+        with session_scope(eng) as s:
+            jobs = s.exec(select(DeviceJob)).all()
+            assert [(j.wave, j.status) for j in jobs] == [(2, "failed")]
+        indexes = {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("devicejob")}
+        assert indexes["ix_devicejob_run_id_wave_status"] == ["run_id", "wave", "status"]
+    finally:
+        eng.dispose()
