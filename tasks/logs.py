@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tasks.evidence import VerifyRules
 from tasks.facts import (
     CLIENT_LOG,
     DAEMON_LOG,
@@ -73,11 +74,11 @@ def parse_logs(outputs: Mapping[str, ProbeOutput]) -> dict[str, str]:
     return out
 
 
-def parse_facts(params: LogsParams, outputs: Mapping[str, ProbeOutput]) -> ClientFacts:
+def parse_facts(params: LogsParams, outputs: Mapping[str, ProbeOutput], rules: VerifyRules) -> ClientFacts:
     missing = [n for n, _ in log_commands(params) if n not in outputs]
     if missing:
         raise FactsError(f"missing probe outputs: {', '.join(missing)}")
-    return replace(parse_client_facts(outputs), logs=parse_logs(outputs))
+    return replace(parse_client_facts(outputs, rules), logs=parse_logs(outputs))
 
 
 def _never(facts: Any, params: Any, outputs: list[ProbeOutput]) -> VerifyVerdict:

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any, Generic, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict
 
 from typing_extensions import TypeVar  # a default for the type variables (typing has it from 3.13)
 
 from tasks.refs import CaRef, DmgRef, IdentityRef
+
+if TYPE_CHECKING:  # tasks.evidence imports this module
+    from tasks.evidence import VerifyRules
 
 
 class FactsError(ValueError):
@@ -254,10 +257,6 @@ class JobInputs:
     cas: tuple[CaRef, ...] = ()
     identity: IdentityRef | None = None  # with Read.IDENTITY: None when the device has no certificate
     cas_added: tuple[str, ...] = ()  # with Read.CAS_ADDED: SHA-1s (lower case), first trusted first
-    # settings [verify]: the client log's connected and error patterns (None: the defaults), so the facts
-    # judge a log as the verify step does
-    connected_patterns: tuple[str, ...] | None = None
-    error_patterns: tuple[str, ...] | None = None
 
 
 def checked(kind: str, inputs: JobInputs, make: Callable[[], P]) -> P:
@@ -364,7 +363,8 @@ class Workflow(Generic[P, F]):
     means to the runner (the runner asks; it knows no kind by name).
 
     fact_commands(params): named read-only commands run in ONE exec (as root); `parse_facts(params,
-    {name: output})` turns their outputs into the facts record. judge_verify(facts, params, outputs) reads
+    {name: output}, rules)` turns their outputs into the facts record, judging the client log by the run's
+    [verify] patterns (`rules`), as its verify step does. judge_verify(facts, params, outputs) reads
     the VERIFY step's command outputs. build_params(inputs): the params of one device's job, from what
     `reads` names (raises ParamsError or ValueError). sample_params(facts or None): params a run could have
     on that Mac, for the capture kit. device_update(outcome, connected, params): the device row after the
@@ -376,7 +376,7 @@ class Workflow(Generic[P, F]):
     name: str
     steps: tuple[StepDef, ...]
     fact_commands: Callable[[P], tuple[tuple[str, Command], ...]]
-    parse_facts: Callable[[P, Mapping[str, ProbeOutput]], F]
+    parse_facts: Callable[[P, Mapping[str, ProbeOutput], VerifyRules], F]
     judge_verify: Callable[[F, P, list[ProbeOutput]], VerifyVerdict]
     build_params: Callable[[JobInputs], P]
     sample_params: Callable[[F | None], P]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tasks import facts as f
+from tasks.evidence import DEFAULT_RULES
 from tasks.install import verify as v
 from tasks.install.pkginfo import parse_package_info
 from tasks.logs import LOG_PREFIX, parse_logs
@@ -123,7 +124,7 @@ def plan_probes(outputs: Mapping[str, ProbeOutput]) -> tuple[tuple[tuple[str, Co
         # the workflow's own names for the outputs (a probe two workflows share ran once, under one name)
         own = {n: by_argv[c.argv] for n, c in wf.fact_commands(sample_params(kind)) if c.argv in by_argv}
         try:
-            facts = wf.parse_facts(sample_params(kind), own)
+            facts = wf.parse_facts(sample_params(kind), own, DEFAULT_RULES)
             params = sample_params(kind, facts)
         except (ValueError, KeyError) as e:
             errors.append(f"{kind}: {e}")

@@ -191,7 +191,7 @@ RECONFIGURE = Workflow(
         StepDef("verify", verify, phase=Phase.VERIFY, description="connected (to the new Switch)"),
     ),
     fact_commands=lambda params: client_fact_commands(),
-    parse_facts=lambda params, outputs: parse_client_facts(outputs),
+    parse_facts=lambda params, outputs, rules: parse_client_facts(outputs, rules),
     judge_verify=judge_verify,
     build_params=build_params,
     sample_params=sample_params,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Self, TypeVar
 
+from tasks.evidence import VerifyRules
 from tasks.facts import (
     LABEL,
     PLIST,
@@ -171,8 +172,8 @@ def _facts(params: Any) -> tuple[tuple[str, Command], ...]:
     return client_fact_commands()
 
 
-def _parse(params: Any, outputs: Mapping[str, ProbeOutput]) -> ClientFacts:
-    return parse_client_facts(outputs)
+def _parse(params: Any, outputs: Mapping[str, ProbeOutput], rules: VerifyRules) -> ClientFacts:
+    return parse_client_facts(outputs, rules)
 
 
 S = TypeVar("S", bound=ServiceParams)

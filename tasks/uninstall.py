@@ -407,7 +407,7 @@ UNINSTALL = Workflow(
         StepDef("cleanup", cleanup, always=True, requires="push", description="remove the private dir"),
     ),
     fact_commands=lambda params: client_fact_commands(),
-    parse_facts=lambda params, outputs: parse_client_facts(outputs),
+    parse_facts=lambda params, outputs, rules: parse_client_facts(outputs, rules),
     judge_verify=judge_verify,
     build_params=build_params,
     sample_params=sample_params,

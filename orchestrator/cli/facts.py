@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.capture import redaction_for, write_fixtures
+from orchestrator.cli import context
 from orchestrator.cli.options import JsonOpt
 from orchestrator.cli.remote import Capture, CaptureError, NoSuchDevice, capture_device
 from orchestrator.console import Console
@@ -100,7 +101,7 @@ def facts(
 
 def _print_facts(console: Console, got: Capture) -> None:
     try:
-        doc = parse_client_facts(got.outputs).as_json()
+        doc = parse_client_facts(got.outputs, context.settings().verify.rules()).as_json()
     except ValueError as e:
         console.error(f"{got.device}: could not read the Mac's facts: {e}")
         raise typer.Exit(EXIT_FAILED) from None

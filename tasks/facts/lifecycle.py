@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.evidence import DEFAULT_RULES, VerifyRules
 from tasks.facts.client import parse_pkg_files, parse_pkg_location
 from tasks.facts.common import KNOWN_PATHS, PKG_ID, require, ro
 from tasks.facts.mac import MacFacts, mac_fact_commands, parse_mac_facts
@@ -61,10 +62,10 @@ def client_fact_commands() -> tuple[tuple[str, Command], ...]:
     )
 
 
-def parse_client_facts(outputs: Mapping[str, ProbeOutput]) -> ClientFacts:
+def parse_client_facts(outputs: Mapping[str, ProbeOutput], rules: VerifyRules = DEFAULT_RULES) -> ClientFacts:
     require(outputs, client_fact_commands())
     return ClientFacts(
-        mac=parse_mac_facts(outputs),
+        mac=parse_mac_facts(outputs, rules=rules),
         pkg_location=parse_pkg_location(outputs["pkg_info"]),
         pkg_files=parse_pkg_files(outputs["pkg_files"]),
         present=parse_ls_d(outputs["present"]),

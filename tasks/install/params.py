@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from functools import lru_cache
 from typing import Any
 
-from tasks.evidence import DEFAULT_RULES, VerifyRules
 from tasks.hostnames import DEFAULT_NAME_RULE, check_rule
 from tasks.refs import CaRef as CaRef  # re-exported: the install workflow's importers find them here
 from tasks.refs import DmgRef as DmgRef
@@ -38,9 +36,6 @@ class InstallParams:
     allow_all_apps: bool = False  # upgrade opt-in: import the identity with -A (any app) instead of -T
     name_rule: str = DEFAULT_NAME_RULE  # which of the Mac's names the certificate carries (tasks/hostnames)
     trust_mode: str = "ssh"  # one of TRUST_MODES
-    # settings [verify] (None: the defaults): the facts read the client log with the patterns verify uses
-    connected_patterns: tuple[str, ...] | None = None
-    error_patterns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_rule(self.name_rule)
@@ -54,14 +49,6 @@ class InstallParams:
             "/tmp",
         ):
             raise ValueError(f"private_dir must be a per-run absolute directory, got {self.private_dir!r}")
-
-    @property
-    def verify_rules(self) -> VerifyRules:
-        """The log patterns the facts and the verify step judge the client's connection by."""
-        if self.connected_patterns is None and self.error_patterns is None:
-            return DEFAULT_RULES
-        connected, errors = self.connected_patterns, self.error_patterns
-        return _rules(connected or DEFAULT_RULES.connected, errors or DEFAULT_RULES.errors)
 
     @property
     def mount_point(self) -> str:
@@ -130,15 +117,7 @@ class InstallParams:
         ident = d["identity"]
         d["identity"] = IdentityRef(ident["sha1"], ident["sha256"], tuple(ident["names"]))
         d["cas"] = tuple(CaRef(**c) for c in d["cas"])
-        for key in ("connected_patterns", "error_patterns"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
         return cls(**d)
-
-
-@lru_cache(maxsize=16)
-def _rules(connected: tuple[str, ...], errors: tuple[str, ...]) -> VerifyRules:
-    return VerifyRules(connected, errors)  # validated and compiled once per pattern set, not per Mac
 
 
 def rollback_params(params: InstallParams, previous: DmgRef) -> InstallParams:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tasks import facts as f
+from tasks.evidence import DEFAULT_RULES, VerifyRules
 from tasks.facts import BINARY, MacFacts
 from tasks.hostnames import DEFAULT_NAME_RULE
 from tasks.install import explain, steps
@@ -46,12 +47,14 @@ def fact_commands(params: InstallParams) -> tuple[tuple[str, Command], ...]:
     return tuple(probes)
 
 
-def parse_facts(params: InstallParams, outputs: Mapping[str, ProbeOutput]) -> MacFacts:
+def parse_facts(
+    params: InstallParams, outputs: Mapping[str, ProbeOutput], rules: VerifyRules = DEFAULT_RULES
+) -> MacFacts:
     f.require(outputs, fact_commands(params))
     cached = False
     if params.cache_path is not None:
         cached = f.parse_shasum(outputs["dmg_cache"]) == params.dmg.sha256.lower()
-    return f.parse_mac_facts(outputs, dmg_cached=cached, rules=params.verify_rules)
+    return f.parse_mac_facts(outputs, dmg_cached=cached, rules=rules)
 
 
 def identity_import_stdin(params: InstallParams, password: str) -> bytes:
@@ -100,8 +103,6 @@ def build_params(job: JobInputs) -> InstallParams:
         allow_all_apps=bool(p.get("allow_all_apps")),
         name_rule=str(p.get("name_rule") or DEFAULT_NAME_RULE),
         trust_mode=str(p.get("trust_mode") or "ssh"),
-        connected_patterns=job.connected_patterns,
-        error_patterns=job.error_patterns,
     )
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from macsim.fleet import Fleet, SimHost
 from macsim.keychain import cert_names
+from tasks.evidence import DEFAULT_RULES
 from tasks.install import INSTALL, CaRef, DmgRef, IdentityRef, InstallParams, MacFacts, identity_import_stdin
 from tasks.model import Phase, Plan, ProbeOutput
 from tests.macsim.procedure_support import (
@@ -111,7 +112,7 @@ async def gather(fleet: Fleet, host: SimHost, params: InstallParams) -> MacFacts
                     indent=1,
                 )
             )
-    facts: MacFacts = INSTALL.parse_facts(params, outputs)
+    facts: MacFacts = INSTALL.parse_facts(params, outputs, DEFAULT_RULES)
     if dump:
         (Path(dump) / host.name / "_facts.json").write_text(json.dumps(facts.as_json(), indent=1))
         (Path(dump) / host.name / "_params.json").write_text(json.dumps(params.as_json(), indent=1))

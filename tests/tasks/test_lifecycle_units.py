@@ -191,17 +191,3 @@ def test_explainers() -> None:
         ("security", "delete-certificate"), 1, "", "SecKeychainItemDelete: Write permissions error."
     )
     assert r is not None and r.error_type == "KeychainWriteRefused"
-
-
-def test_install_params_carry_the_runs_verify_patterns() -> None:
-    """settings [verify] reach the install params (and survive their JSON), so the facts judge the client
-    log with the patterns the verify step uses; without them, the defaults."""
-    import json
-
-    from tasks.evidence import DEFAULT_RULES
-
-    p = dataclasses.replace(INSTALL_PARAMS, connected_patterns=("handshake complete",), error_patterns=("boom",))
-    again = type(p).from_json(json.loads(json.dumps(p.as_json())))
-    assert again == p and again.verify_rules.connected == ("handshake complete",)
-    assert again.verify_rules.errors == ("boom",) and again.verify_rules is p.verify_rules  # built once
-    assert INSTALL_PARAMS.verify_rules is DEFAULT_RULES

@@ -13,9 +13,10 @@ import pytest
 
 from macsim.fleet import Fleet
 from macsim.spec import Faults
-from tasks.evidence import DEFAULT_RULES
+from tasks.evidence import DEFAULT_RULES, VerifyRules
 from tasks.install import INSTALL
 from tasks.install.verify import POLL_NAME
+from tasks.reconfigure import RECONFIGURE, ReconfigureParams
 from tasks.registry import WORKFLOWS
 from tasks.service import RestartParams
 from tests.macsim.procedure_support import NEW_VERSION, Artifacts, module_fleet
@@ -36,11 +37,13 @@ WINDOW = 2.0
 arts, fleet = module_fleet(HOSTS)
 
 
-async def deploy(fleet: Fleet, arts: Artifacts, name: str, **over: Any) -> tuple[DeviceResult, int]:
+async def deploy(
+    fleet: Fleet, arts: Artifacts, name: str, rules: VerifyRules = DEFAULT_RULES, **over: Any
+) -> tuple[DeviceResult, int]:
     """One install with the real runner; (result, execs of the verify poll on the Mac)."""
     host = fleet.hosts[name]
     before = len(host.mac.commands)
-    result = await _run(fleet, arts, name, INSTALL, install_params(arts, host, NEW_VERSION, **over))
+    result = await _run(fleet, arts, name, INSTALL, install_params(arts, host, NEW_VERSION, **over), rules)
     polls = sum(1 for c in host.mac.commands[before:] if POLL_NAME in c.command)
     return result, polls
 
@@ -90,7 +93,7 @@ async def test_only_lines_after_the_restart_count(fleet: Fleet, arts: Artifacts)
 async def test_facts_read_the_log_with_the_runs_patterns(fleet: Fleet, arts: Artifacts) -> None:
     """A client whose log says it is connected only in words the default patterns do not know: with the
     run's [verify] patterns the facts judge that log as verify does, so a re-run leaves the running client
-    alone; with the defaults the same re-run restarts it."""
+    alone, and so does a reconfigure that changes nothing; with the defaults both restart it."""
     name, log = "d-custom", "/Library/Logs/1E.Client.log"
     fs = fleet.hosts[name].mac.fs
     first, _ = await deploy(fleet, arts, name)
@@ -98,13 +101,22 @@ async def test_facts_read_the_log_with_the_runs_patterns(fleet: Fleet, arts: Art
     line = "2026-12-06 12:00:00 Handshake with the switch complete"
     assert not DEFAULT_RULES.is_connected(line)
     fs.write_text(log, fs.read_text(log) + line + "\n")
-    custom, _ = await deploy(fleet, arts, name, connected_patterns=("handshake with the switch complete",))
+    rules = VerifyRules(connected=("handshake with the switch complete",))
+    custom, _ = await deploy(fleet, arts, name, rules)
     assert custom.mutating_commands == 0, [n for n, p in custom.plans.items() if p.mutating]
+    assert custom.facts is not None and custom.facts.conf is not None
+    same = ReconfigureParams(f"run-{name}", (("SWITCH", custom.facts.conf["Switch"]),))
+    kept = await _run(fleet, arts, name, RECONFIGURE, same, rules)
+    assert kept.mutating_commands == 0, [(n, p.commands) for n, p in kept.plans.items() if p.mutating]
+    restarted = await _run(fleet, arts, name, RECONFIGURE, same)
+    assert "restart" in [n for n, p in restarted.plans.items() if p.mutating]
     default, _ = await deploy(fleet, arts, name)
     assert "start" in [n for n, p in default.plans.items() if p.mutating]
 
 
-async def _run(fleet: Fleet, arts: Artifacts, name: str, workflow: Any, params: Any) -> DeviceResult:
+async def _run(
+    fleet: Fleet, arts: Artifacts, name: str, workflow: Any, params: Any, rules: VerifyRules = DEFAULT_RULES
+) -> DeviceResult:
     host = fleet.hosts[name]
     work = DeviceWork(
         job_id=f"job-{name}", device_id=name, name=name, attempt=1,
@@ -112,7 +124,8 @@ async def _run(fleet: Fleet, arts: Artifacts, name: str, workflow: Any, params: 
         auth=SshAuth(key_files=(fleet.client_key_path,)), host_keys=HostKeyPolicy(trust_on_first_use=True),
         sudo=NOPASSWD, params=params, materials=materials(arts, host, params),
     )  # fmt: skip
-    settings = RunSettings(run_id=f"run-{name}", workflow=workflow, verify_timeout=WINDOW, verify_interval=0.1)
+    settings = RunSettings(run_id=f"run-{name}", workflow=workflow, verify_timeout=WINDOW, verify_interval=0.1,
+                           verify_rules=rules)  # fmt: skip
     return await DeviceRunner(work, settings, NullRecorder()).run()
 
 

@@ -151,7 +151,7 @@ class DeviceRunner:
             raise self.records.fail(FACTS_STEP, begun, type(e).__name__, str(e)) from None
         outputs = {name: probe(o) for (name, _), o in zip(named, res.steps, strict=True)}
         try:
-            facts = wf.parse_facts(self.w.params, outputs)
+            facts = wf.parse_facts(self.w.params, outputs, self.s.verify_rules)
         except ValueError as e:
             msg = f"could not read the Mac's facts: {e}"
             raise self.records.fail(FACTS_STEP, begun, "UnexpectedFacts", msg) from None

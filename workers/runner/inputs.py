@@ -232,8 +232,6 @@ def _device_work(
         cas=tuple(ref for ref, _ in inputs.cas),
         identity=_identity(cert),
         cas_added=inputs.cas_added.get(device.id, ()),
-        connected_patterns=tuple(settings.verify.connected_patterns),
-        error_patterns=tuple(settings.verify.error_patterns),
     )
     try:
         params = wf.build_params(job_inputs)
