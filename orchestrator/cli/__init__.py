@@ -9,6 +9,8 @@ from typing import Annotated, Any, TextIO
 import typer
 from typer.core import TyperGroup
 
+from orchestrator.cli.exits import EXIT_BAD_INPUT
+
 
 class _BadInputBoundary(TyperGroup):
     """Every command runs inside this: a bad configuration, an unusable database or an unreadable input file
@@ -24,9 +26,6 @@ class _BadInputBoundary(TyperGroup):
 
             Console().error(str(e))
             raise typer.Exit(EXIT_BAD_INPUT) from None
-
-
-EXIT_BAD_INPUT = 2
 
 
 def _is_bad_input(e: Exception) -> bool:

@@ -13,15 +13,13 @@ import typer
 
 from orchestrator import artifacts, audit
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import JsonOpt
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import Artifact
 
 app = typer.Typer(no_args_is_help=True, help="1E Client disk images (DMG): add, list, remove.")
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 def _row(a: Artifact) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from orchestrator.certs.profile import build_profile
 from orchestrator.certs.x509info import CertificateLoadError
 from orchestrator.cli import context
 from orchestrator.cli.certs_ca import ca_app
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.secrets import SecretBox, SecretError
@@ -36,8 +37,6 @@ from orchestrator.state.models import utcnow
 app = typer.Typer(no_args_is_help=True, help="Certificates: CAs, devices' client PFX files, checks, profile.")
 app.add_typer(ca_app, name="ca")
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 WarnDaysOpt = Annotated[
     int, typer.Option("--warn-days", min=0, help="Warn when a certificate expires within this many days.")

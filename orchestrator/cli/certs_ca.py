@@ -15,6 +15,7 @@ from orchestrator import audit
 from orchestrator.certs import store
 from orchestrator.certs.x509info import CertificateLoadError, load_certificates
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT
 from orchestrator.cli.options import JsonOpt
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
@@ -22,8 +23,6 @@ from orchestrator.state.db import session_scope
 ca_app = typer.Typer(
     no_args_is_help=True, help="Known CA certificates (the trust anchors of client certificates)."
 )
-
-EXIT_BAD_INPUT = 2
 
 
 @ca_app.command("add")

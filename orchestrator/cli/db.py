@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator import audit
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import JsonOpt
 from orchestrator.config import ConfigError, configure_logging
 from orchestrator.console import Console
@@ -37,9 +38,6 @@ from orchestrator.state.db import (
 log = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True, help="The state database: schema migrations and location.")
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 @app.callback()

@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli import context, remote
-from orchestrator.cli.dispatch import EXIT_BAD_INPUT, EXIT_FAILED, drive_run, finish, print_refused
+from orchestrator.cli.dispatch import drive_run, finish, print_refused
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import (
     ConcurrencyOpt,
     DetachOpt,

@@ -20,6 +20,13 @@ from typing import Any
 
 from orchestrator import reports
 from orchestrator.cli import context
+from orchestrator.cli.exits import (
+    EXIT_AWAITING_TRUST,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_UNVERIFIED,
+)
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
 from orchestrator.runs import RESUME_HINT
@@ -27,11 +34,6 @@ from orchestrator.state.db import session_scope
 from orchestrator.state.models import JobStatus
 from workers.local import drive
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNVERIFIED = 3  # no device failed, but some ran without a confirmed Switch connection
-EXIT_AWAITING_TRUST = 4  # no device failed or unverified, but some wait for their CA trust (MDM profile)
-EXIT_INTERRUPTED = 130
 _OK_JOBS = ("succeeded", "skipped")
 _FULL_TABLE_MAX = 100  # beyond this many devices the final table lists only the ones that did not succeed
 

@@ -17,13 +17,11 @@ import typer
 
 from orchestrator.capture import redaction_for, write_fixtures
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import JsonOpt
 from orchestrator.cli.remote import Capture, CaptureError, NoSuchDevice, capture_device
 from orchestrator.console import Console
 from tasks.facts import FactsError, parse_client_facts, parse_sw_vers, parse_uname_m
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 def _case(c: Capture) -> str:

@@ -18,6 +18,7 @@ from sqlmodel import Session
 from inventory import FORMATS, InventoryError, TargetingError, load_file
 from orchestrator import inventory_store as store
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
@@ -26,8 +27,6 @@ app = typer.Typer(
     no_args_is_help=True, help="The fleet: import inventories, list, show, remove and rename devices."
 )
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
 T = TypeVar("T")
 
 

@@ -14,12 +14,11 @@ from typing import Any
 from orchestrator import audit
 from orchestrator import inventory_store as store
 from orchestrator.cli import context, remote
+from orchestrator.cli.exits import EXIT_FAILED
 from orchestrator.console import Console
 from orchestrator.live import RunDisplay
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import utcnow
-
-EXIT_FAILED = 1
 
 
 def run_probe(

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli import context, remote
-from orchestrator.cli.dispatch import EXIT_BAD_INPUT, EXIT_FAILED, drive_run, print_refused
+from orchestrator.cli.dispatch import drive_run, print_refused
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.inventory_store import resolve_targets

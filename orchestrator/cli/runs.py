@@ -13,6 +13,7 @@ import typer
 
 from orchestrator import reports, runs
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT
 from orchestrator.cli.options import ConcurrencyOpt, DetachOpt, ExecutorOpt, JsonOpt
 from orchestrator.cli.status import columns
 from orchestrator.console import Console
@@ -21,7 +22,6 @@ from orchestrator.state.models import JobStatus
 
 app = typer.Typer(no_args_is_help=True, help="Runs: history, one run's step matrix, resume.")
 
-EXIT_BAD_INPUT = 2
 RunArg = Annotated[str, typer.Argument(help="A run id, or a unique prefix of one (as `runs list` shows).")]
 
 # One character per step outcome in the matrix, so a run of a dozen steps fits a terminal line.

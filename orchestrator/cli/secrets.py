@@ -24,6 +24,7 @@ from inventory.userfiles import SECRET, read_user_file
 from orchestrator import audit
 from orchestrator import secrets as store
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.cli.options import JsonOpt
 from orchestrator.config import ConfigError, configure_logging
 from orchestrator.console import Console
@@ -33,9 +34,6 @@ from orchestrator.state.db import session_scope
 log = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True, help="Encrypted secrets (passwords, PFX files) and their key.")
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 class Kind(StrEnum):

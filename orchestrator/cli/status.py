@@ -20,12 +20,12 @@ import typer
 from inventory import TargetingError
 from orchestrator import reports
 from orchestrator.cli import context
+from orchestrator.cli.exits import EXIT_BAD_INPUT
 from orchestrator.cli.options import GroupOpt, JsonOpt, LimitOpt, targets
 from orchestrator.console import Console
 from orchestrator.state.db import session_scope
 from orchestrator.state.models import JobStatus
 
-EXIT_BAD_INPUT = 2
 _ERROR_WIDTH = 70
 
 

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import context
-from orchestrator.cli.dispatch import EXIT_BAD_INPUT, drive_run, print_refused
+from orchestrator.cli.dispatch import drive_run, print_refused
+from orchestrator.cli.exits import EXIT_BAD_INPUT
 from orchestrator.cli.options import ConcurrencyOpt, GroupOpt, JsonOpt, LimitOpt, TrustOpt, targets
 from orchestrator.console import Console
 from orchestrator.planning.plans import plan_upgrade_run
