@@ -164,6 +164,7 @@ class _Progress:
     step: str | None = None
     status: str | None = None
     version: int = 0
+    wave: int | None = None  # the job's wave, once read (its advance may then skip counting the run)
 
     def on_event(self, ev: RunEvent) -> None:
         if isinstance(ev, StepFinished):
@@ -193,6 +194,7 @@ async def _device_job(rt: WorkerRuntime, run_id: str, job_id: str, device: str, 
     job, run = await asyncio.to_thread(read)
     if job is None or run is None or job.run_id != run_id:
         return {"device": device, "status": "unknown", "note": "no such job in this run"}
+    progress.wave = job.wave
     if job.status not in JobStatus.unfinished():
         return _summary(job, device, "already finished: nothing ran")
     if run.status != RunStatus.RUNNING.value:
@@ -291,7 +293,7 @@ def device_job(task: Task, run_id: str, job_id: str, device: str) -> dict[str, A
                 except Exception as e:  # progress is best effort (the backend may be restarting)
                     log.debug("progress not reported: %s", e)
     try:
-        advance(rt.engine, app, run_id)
+        advance(rt.engine, app, run_id, finished_wave=progress.wave)
     except PublishError as e:
         log.warning("run %s halted: %s", run_id, e)
     return result
