@@ -8,7 +8,7 @@ claimed again (by `runs resume` or a redelivered task), which re-probes the Mac 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -206,6 +206,14 @@ def _unlock_statement() -> Any:
             col(DeviceLock.run_id) == bindparam("b_run_id"),
         )
     )
+
+
+def live_locks(session: Session, device_ids: Collection[str], now: datetime) -> dict[str, DeviceLock]:
+    """The device locks of `device_ids` that have not expired, by device id: one query for a whole plan
+    (the live locks are the devices some run is working on now, never the fleet)."""
+    wanted = set(device_ids)
+    rows = session.exec(select(DeviceLock).where(col(DeviceLock.expires_at) >= now)).all()
+    return {lk.device_id: lk for lk in rows if lk.device_id in wanted}
 
 
 def device_holder(session: Session, device_id: str, now: datetime | None = None) -> str | None:

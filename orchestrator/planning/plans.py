@@ -19,7 +19,7 @@ from inventory import TargetingError
 from orchestrator import audit
 from orchestrator.config import Settings
 from orchestrator.inventory_store import device_groups, resolve_targets
-from orchestrator.leases import device_holder
+from orchestrator.leases import live_locks
 from orchestrator.planning.params import artifact_for, run_params
 from orchestrator.planning.refusals import refusals
 from orchestrator.planning.request import (
@@ -188,9 +188,10 @@ def plan_lifecycle_run(
         params["artifact_sha256"] = art.sha256
     now = utcnow()
     busy: dict[str, tuple[str, str]] = {}
+    locks = live_locks(session, [d.id for d in devices], now)
     for d in devices:
-        holder = device_holder(session, d.id, now)
-        if holder is not None:
+        if d.id in locks:
+            holder = locks[d.id].run_id
             busy[d.id] = ("DeviceBusy", f"{d.name} is held by active run {holder[:12]}: wait, or halt it")
     run = Run(kind=kind, status=RunStatus.PENDING, params_json=json.dumps(params, sort_keys=True),
               executor=settings.executor.value, created_by=actor)  # fmt: skip

@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from orchestrator.certs.names import live_names
-from orchestrator.state.models import ClientCertificate, Device, DeviceLock
+from orchestrator.leases import live_locks
+from orchestrator.state.models import ClientCertificate, Device
 from tasks.hostnames import DEFAULT_NAME_RULE, MacNames, match_names
 
 __all__ = ["cert_problem", "refusals"]
@@ -85,11 +86,7 @@ def refusals(
     for c in rows:
         if c.device_id in ids:
             certs[c.device_id] = c  # the newest active one wins, as in certs.store.active_certificate
-    locks = {
-        lk.device_id: lk
-        for lk in session.exec(select(DeviceLock).where(col(DeviceLock.expires_at) > now)).all()
-        if lk.device_id in ids
-    }
+    locks = live_locks(session, ids, now)
     out: dict[str, tuple[str, str]] = {}
     for d in devices:
         lock = locks.get(d.id)

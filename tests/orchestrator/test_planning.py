@@ -7,11 +7,12 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from orchestrator.config import CertSettings, DeploySettings, Settings
-from orchestrator.planning.plans import plan_run
+from orchestrator.planning.plans import plan_lifecycle_run, plan_run
 from orchestrator.planning.request import DeployRequest, PlanningError
 from orchestrator.runs import RunError, find_run, resume_run
 from orchestrator.state.db import session_scope
@@ -212,6 +213,32 @@ def test_device_locked_by_another_run_is_busy(lab: Engine) -> None:
     assert list(p.refused) == ["mac-02"]
     etype, msg = p.refused["mac-02"]
     assert etype == "DeviceBusy" and first.run_id is not None and first.run_id in msg
+
+
+def test_a_lifecycle_plan_refuses_held_devices_reading_the_locks_once(lab: Engine) -> None:
+    """uninstall/reconfigure/service plans: a device another run holds is refused (DeviceBusy), an expired
+    lock does not count, and the locks are read in one query whatever the fleet's size."""
+    first = plan(lab, req(), persist=True)
+    with session_scope(lab) as s:
+        d = s.exec(select(Device).where(Device.name == "mac-02")).one()
+        s.add(DeviceLock(device_id=d.id, run_id=first.run_id, owner="ctl", expires_at=utcnow() + timedelta(minutes=5)))
+        d3 = s.exec(select(Device).where(Device.name == "mac-03")).one()
+        s.add(DeviceLock(device_id=d3.id, run_id=first.run_id, owner="ctl", expires_at=utcnow() - timedelta(minutes=5)))
+    lock_reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "devicelock" in statement.lower():
+            lock_reads.append(statement)
+
+    event.listen(lab, "before_cursor_execute", count)
+    try:
+        with session_scope(lab) as s:
+            p = plan_lifecycle_run(s, settings(), "restart", ["lab"], [], {}, "test")
+    finally:
+        event.remove(lab, "before_cursor_execute", count)
+    assert list(p.refused) == ["mac-02"] and p.refused["mac-02"][0] == "DeviceBusy"
+    assert first.run_id is not None and first.run_id[:12] in p.refused["mac-02"][1]
+    assert len(lock_reads) == 1, lock_reads
 
 
 # ---------------------------------------------------------------- persistence
