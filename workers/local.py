@@ -134,7 +134,7 @@ async def drive(
             jobs = [asyncio.ensure_future(one(*j)) for j in by_wave[wave]]
             try:
                 results += await asyncio.gather(*jobs)
-            except BaseException:  # the database went away: stop the wave's other jobs before closing up
+            except BaseException:  # the database went away, or Ctrl-C: end the wave's other jobs first
                 for job in jobs:
                     job.cancel()
                 await asyncio.gather(*jobs, return_exceptions=True)

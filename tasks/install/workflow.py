@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tasks import facts as f
-from tasks.evidence import DEFAULT_RULES, VerifyRules
+from tasks.evidence import VerifyRules
 from tasks.facts import BINARY, MacFacts
 from tasks.hostnames import DEFAULT_NAME_RULE
 from tasks.install import explain, steps
@@ -47,9 +47,7 @@ def fact_commands(params: InstallParams) -> tuple[tuple[str, Command], ...]:
     return tuple(probes)
 
 
-def parse_facts(
-    params: InstallParams, outputs: Mapping[str, ProbeOutput], rules: VerifyRules = DEFAULT_RULES
-) -> MacFacts:
+def parse_facts(params: InstallParams, outputs: Mapping[str, ProbeOutput], rules: VerifyRules) -> MacFacts:
     f.require(outputs, fact_commands(params))
     cached = False
     if params.cache_path is not None:

@@ -304,9 +304,7 @@ def _secret_inputs(
 def cas_added_by_device(session: Session) -> dict[str, tuple[str, ...]]:
     """SHA-1s of the CA certificates OUR runs trusted (never one that was there before), by device, first
     trusted first: one read of the audit trail for the whole run, not one per device."""
-    rows = session.exec(
-        select(AuditEvent.params_json).where(AuditEvent.action == CA_ADDED)
-    ).all()
+    rows = session.exec(select(AuditEvent.params_json).where(AuditEvent.action == CA_ADDED)).all()
     out: dict[str, dict[str, None]] = {}
     for raw in rows:
         doc = json.loads(raw)
