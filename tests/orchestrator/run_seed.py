@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from orchestrator.state.models import (
@@ -19,9 +20,11 @@ from orchestrator.state.models import (
     CaCertificate,
     ClientCertificate,
     Device,
+    DeviceJob,
     Group,
     GroupChild,
     GroupMember,
+    Run,
     Secret,
     utcnow,
 )
@@ -129,3 +132,15 @@ def many_devices(session: Session, count: int, groups: Sequence[str] = ("fleet",
     session.execute(insert(GroupMember), members)
     session.flush()
     return [r["id"] for r in rows]
+
+
+def one_job(engine: Engine, name: str = "mac-01") -> tuple[str, str, str]:
+    """A device, an install run and its pending job for that device, committed: (job id, device id, run id)."""
+    with Session(engine) as s:
+        device, run = Device(name=name, address="127.0.0.1"), Run(kind="install")
+        s.add_all([device, run])
+        s.flush()
+        job = DeviceJob(run_id=run.id, device_id=device.id)
+        s.add(job)
+        s.commit()
+        return job.id, device.id, run.id

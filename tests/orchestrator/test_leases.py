@@ -9,22 +9,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from orchestrator import leases
-from orchestrator.state.models import Device, DeviceJob, DeviceLock, Run, utcnow
-
-
-def _job(engine: Engine) -> tuple[str, str, str]:
-    with Session(engine) as s:
-        device, run = Device(name="mac-01", address="127.0.0.1"), Run(kind="install")
-        s.add_all([device, run])
-        s.flush()
-        job = DeviceJob(run_id=run.id, device_id=device.id)
-        s.add(job)
-        s.commit()
-        return job.id, device.id, run.id
+from orchestrator.state.models import DeviceJob, DeviceLock, Run, utcnow
+from tests.orchestrator import run_seed as seed
 
 
 def test_claim_stamps_the_first_start_once_and_excludes_others(engine: Engine) -> None:
-    job_id, _, _ = _job(engine)
+    job_id, _, _ = seed.one_job(engine)
     first = utcnow().replace(microsecond=0)
     with Session(engine) as s:
         assert leases.claim_job(s, job_id, "ctl-a", 60, now=first)
@@ -40,7 +30,7 @@ def test_claim_stamps_the_first_start_once_and_excludes_others(engine: Engine) -
 
 
 def test_release_and_unlock_in_one_transaction(engine: Engine) -> None:
-    job_id, device_id, run_id = _job(engine)
+    job_id, device_id, run_id = seed.one_job(engine)
     with Session(engine) as s:
         other = Run(kind="install")
         s.add(other)
@@ -67,7 +57,7 @@ def test_release_and_unlock_in_one_transaction(engine: Engine) -> None:
 def test_claim_device_job_takes_both_or_neither(engine: Engine) -> None:
     """The job's lease and the device's lock in one transaction: when another run holds the device, the job
     is left exactly as it was (not running, no attempt counted, no start stamped, no lease)."""
-    job_id, device_id, run_id = _job(engine)
+    job_id, device_id, run_id = seed.one_job(engine)
     other_job, _, other_run = _job_on(engine, device_id)
     with Session(engine) as s:
         assert leases.claim_device_job(s, other_job, device_id, other_run, "ctl-b", 60) is None

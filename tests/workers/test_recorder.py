@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from orchestrator.state.models import AuditEvent, Device, DeviceJob, Run, StepRun
+from tests.orchestrator import run_seed as seed
 from workers.runner.recorder import Recorder
 
 
@@ -61,14 +62,7 @@ async def test_batches_land_as_queued(engine: Engine) -> None:
 async def test_audit_rows_and_calls_land_after_the_rows_queued_before_them(engine: Engine) -> None:
     """`audit` inserts with the model's defaults filled in; a `call` runs in the same transaction after
     what was queued before it (a job's lease is let go only with its last records)."""
-    with Session(engine) as s:
-        dev, run = Device(name="mac-a", address="127.0.0.1"), Run(kind="install")
-        s.add_all([dev, run])
-        s.flush()
-        job = DeviceJob(run_id=run.id, device_id=dev.id)
-        s.add(job)
-        s.commit()
-        job_id = job.id
+    job_id, _, _ = seed.one_job(engine, "mac-a")
     seen: list[str] = []
 
     def let_go(session: Session) -> None:
